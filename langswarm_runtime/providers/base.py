@@ -1,0 +1,115 @@
+"""The provider contract: one adapter per provider, translating a ``ProviderRequest`` into
+an SDK call and the SDK's answer (or error) back into a ``ProviderReply`` (or a
+``ProviderError`` subclass). SDKs are imported inside the adapter, never at module import."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from langswarm_runtime.session.models import Message, SessionBackend, Usage
+
+__all__ = [
+    "ContextConfig",
+    "ProviderConfig",
+    "ProviderRequest",
+    "ProviderReply",
+    "Provider",
+]
+
+
+class ContextConfig(BaseModel):
+    """How much stored history a hybrid session sends with each call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_messages: int | None = Field(default=200, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    strategy: str = "truncate"
+
+
+class ProviderConfig(BaseModel):
+    """Options every provider entry takes. Provider plugins subclass it to add theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    context: ContextConfig = Field(default_factory=ContextConfig)
+    #: Middleware chain for sessions on this entry, after the global chain.
+    middleware: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass
+class ProviderRequest:
+    """Everything an adapter needs for one turn.
+
+    - HYBRID: ``history`` holds the committed context (oldest first, already cut to the
+      context policy); send system prompt + history + message.
+    - NATIVE: ``history`` is empty; ``state`` holds what the adapter stored last time
+      (e.g. a conversation id). When there is no remote conversation yet, or the provider
+      says it is gone, call ``load_history()`` for the local mirror and re-seed from it.
+    """
+
+    message: Message
+    model: str | None
+    backend: SessionBackend
+    system_prompt: str | None = None
+    history: list[Message] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    load_history: Callable[[], Awaitable[list[Message]]] | None = None
+    session_id: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass
+class ProviderReply:
+    """The provider's answer. ``state`` replaces the session's provider state when not None."""
+
+    content: str
+    usage: Usage = field(default_factory=Usage)
+    provider_message_id: str | None = None
+    state: dict[str, Any] | None = None
+    model: str | None = None
+
+
+class Provider(ABC):
+    """A configured provider entry. One instance per entry, shared by its sessions."""
+
+    #: Whether the provider can hold conversation state server-side.
+    supports_native: bool = False
+
+    def __init__(self, config: ProviderConfig, *, name: str | None = None) -> None:
+        self.config = config
+        self.name = name or config.type or type(self).__name__
+
+    @property
+    def default_model(self) -> str | None:
+        return self.config.model
+
+    @abstractmethod
+    async def send(self, request: ProviderRequest) -> ProviderReply:
+        """One turn, whole reply."""
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        """One turn streamed: yields text deltas, then exactly one final ``ProviderReply``
+        carrying the whole content. The default sends and yields the reply at once."""
+        reply = await self.send(request)
+        if reply.content:
+            yield reply.content
+        yield reply
+
+    async def close(self) -> None:
+        """Release clients. Idempotent."""

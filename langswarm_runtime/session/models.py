@@ -1,0 +1,116 @@
+"""Data that sessions and storages exchange: messages, usage, session records."""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SessionBackend",
+    "MessageStatus",
+    "Role",
+    "Usage",
+    "Message",
+    "SessionRecord",
+]
+
+
+class SessionBackend(str, enum.Enum):
+    """Where the conversation state lives."""
+
+    #: The provider keeps the conversation server-side; we mirror every message.
+    NATIVE = "native"
+    #: We keep the history and send it with every call.
+    HYBRID = "hybrid"
+    #: Native where the provider supports it, else hybrid.
+    AUTO = "auto"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class MessageStatus(str, enum.Enum):
+    """Lifecycle of a stored message.
+
+    ``pending`` is written before the provider call; ``committed`` messages are the
+    history; ``failed`` (provider or middleware error) and ``interrupted`` (the process
+    died mid-turn) are kept for inspection but never enter later context.
+    """
+
+    PENDING = "pending"
+    COMMITTED = "committed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: ``summary`` holds a summary of turns that fell out of the context window.
+Role = Literal["system", "user", "assistant", "summary"]
+
+
+class Usage(BaseModel):
+    """Token counts for one reply, or totals for a session."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
+
+class Message(BaseModel):
+    """One chat message. ``Message(role="user", content="hi")``; storage assigns ``seq``."""
+
+    model_config = ConfigDict(validate_assignment=False)
+
+    role: Role
+    content: str
+    seq: int | None = None
+    status: MessageStatus = MessageStatus.COMMITTED
+    usage: Usage | None = None
+    provider_message_id: str | None = None
+    created_at: float = Field(default_factory=time.time)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.content
+
+
+class SessionRecord(BaseModel):
+    """What a storage keeps about a session, besides its messages.
+
+    ``version`` is for optimistic concurrency: ``save_session`` succeeds only when the
+    stored version equals ``record.version`` and then increments both.
+    """
+
+    session_id: str
+    user_id: str
+    provider: str
+    model: str | None = None
+    backend: SessionBackend = SessionBackend.HYBRID
+    system_prompt: str | None = None
+    provider_state: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    #: Names and options of the middleware configured for this session, so a hydrated
+    #: session runs the same chain.
+    middleware: list[dict[str, Any]] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    version: int = 0

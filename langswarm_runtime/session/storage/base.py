@@ -1,0 +1,102 @@
+"""The storage contract. Every storage, built-in or plugin, passes the same conformance suite
+(``langswarm_runtime.testing.storage_suite``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+
+__all__ = ["ISessionStorage"]
+
+
+class ISessionStorage(ABC):
+    """Async session store.
+
+    Semantics every implementation keeps:
+
+    - ``append_messages`` writes all its messages in one atomic step, assigns each a
+      ``seq`` (unique per session, increasing in append order, gaps allowed) and returns
+      copies with ``seq`` set. It never rewrites earlier messages. Safe with concurrent
+      writers in other threads, processes and hosts.
+    - ``load_messages`` returns messages oldest first. ``last=N`` returns the newest N
+      (after the status filter) and costs O(N), not O(history). ``after_seq`` returns
+      only messages with a larger seq. ``statuses`` filters by status (None = all).
+    - ``save_session`` is version-checked: it raises ``ConcurrencyError`` unless the
+      stored version equals ``record.version``; on success it stores and sets
+      ``record.version += 1``.
+    - ``delete_session`` removes the record and its messages; returns whether it existed.
+    - ``list_sessions`` returns newest-updated first; ``cursor`` is the ``session_id`` of
+      the last record of the previous page.
+    - Operations on an unknown session: ``append_messages``/``commit_turn`` raise
+      ``SessionNotFound``; ``load_messages`` returns ``[]``.
+    - Failures of the underlying store raise ``StorageError`` (never a driver exception).
+    """
+
+    @abstractmethod
+    async def create_session(self, record: SessionRecord) -> None:
+        """Store a new session; ``StorageError`` if the id already exists."""
+
+    @abstractmethod
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        """The record, or None."""
+
+    @abstractmethod
+    async def save_session(self, record: SessionRecord) -> None:
+        """Update a record (version-checked, see class docstring)."""
+
+    @abstractmethod
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete record and messages; True if it existed."""
+
+    @abstractmethod
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[SessionRecord]:
+        """Sessions, newest-updated first, optionally only one user's."""
+
+    @abstractmethod
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message]
+    ) -> list[Message]:
+        """Append atomically; return the messages with ``seq`` assigned."""
+
+    @abstractmethod
+    async def load_messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        statuses: Collection[MessageStatus] | None = None,
+    ) -> list[Message]:
+        """Messages oldest first (see class docstring)."""
+
+    @abstractmethod
+    async def update_message_status(
+        self, session_id: str, seqs: Sequence[int], status: MessageStatus
+    ) -> None:
+        """Set the status of the given messages (pending -> failed/interrupted)."""
+
+    @abstractmethod
+    async def commit_turn(
+        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+    ) -> list[Message]:
+        """Atomically remove the pending placeholder ``pending_seq`` (whatever its status
+        now; absent is fine) and append ``messages`` (the turn's user message and reply,
+        so they get adjacent seqs). Returns the appended messages with seqs."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    async def __aenter__(self) -> ISessionStorage:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
