@@ -1,0 +1,207 @@
+"""SessionManager: create, hydrate, list and delete sessions over one storage."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from langswarm_runtime.errors import ConfigError, SessionNotFound
+from langswarm_runtime.session.models import MessageStatus, SessionBackend, SessionRecord
+from langswarm_runtime.session.session import Session
+
+if TYPE_CHECKING:
+    from langswarm_runtime.config import SwarmConfig
+    from langswarm_runtime.plugins import PluginManager
+    from langswarm_runtime.runtime import Runtime
+    from langswarm_runtime.session.storage.base import ISessionStorage
+
+__all__ = ["SessionManager", "LangSwarmSessionManager"]
+
+
+def new_session_id() -> str:
+    """Opaque and unguessable: 144 random bits, no user data inside."""
+    return "ses_" + secrets.token_urlsafe(18)
+
+
+class SessionManager:
+    """Entry point: ``SessionManager(storage=...)`` (code-first) or
+    ``SessionManager.from_config("swarm.yaml")`` (config-first).
+
+    Code-first needs no YAML: ``provider="anthropic"`` names a provider plugin, used with
+    its defaults and the SDK's usual environment variables. With no ``storage`` the
+    configured one is used (SQLite ``sessions.db`` by default).
+    """
+
+    def __init__(
+        self,
+        storage: ISessionStorage | None = None,
+        *,
+        config: SwarmConfig | None = None,
+        plugins: PluginManager | None = None,
+        runtime: Runtime | None = None,
+    ) -> None:
+        from langswarm_runtime.runtime import Runtime
+
+        self.runtime = runtime or Runtime(config=config, plugins=plugins)
+        self.config = self.runtime.config
+        self.storage: ISessionStorage = storage or self.runtime.build_storage()
+        self._cache: OrderedDict[str, Session] = OrderedDict()
+        self._cache_size = max(1, self.config.defaults.session_cache_size)
+        self._closed = False
+
+    @classmethod
+    def from_config(
+        cls, path: str | os.PathLike[str] | None = None, *, environ: Any = None
+    ) -> SessionManager:
+        """Build storage, providers and middleware from a swarm.yaml (default:
+        ``$LANGSWARM_CONFIG``, else ``./swarm.yaml``)."""
+        from langswarm_runtime.runtime import Runtime
+
+        return cls(runtime=Runtime.from_file(path, environ=environ))
+
+    async def __aenter__(self) -> SessionManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the storage and provider clients. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cache.clear()
+        try:
+            await self.storage.close()
+        finally:
+            await self.runtime.close()
+
+    # -- cache -----------------------------------------------------------------------------
+    def _remember(self, session: Session) -> None:
+        self._cache[session.session_id] = session
+        self._cache.move_to_end(session.session_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _build(self, record: SessionRecord) -> Session:
+        provider, context = self.runtime.provider_for(record.provider)
+        chain = self.runtime.build_middleware(record.middleware)
+        return Session(
+            record=record,
+            storage=self.storage,
+            provider=provider,
+            context=context,
+            middleware=chain,
+            max_message_bytes=self.config.defaults.max_message_bytes,
+            resolve_provider=self.runtime.resolve_switch,
+        )
+
+    # -- API --------------------------------------------------------------------------------
+    async def create_session(
+        self,
+        user_id: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        backend: SessionBackend | str | None = None,
+        system_prompt: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Session:
+        """Create and persist a new session.
+
+        ``provider`` names an entry under ``providers:`` (or a provider plugin type);
+        ``system_prompt`` defaults to the config's template rendered for this session.
+        """
+        defaults = self.config.defaults
+        user_id = user_id if user_id is not None else defaults.user_id
+        if not isinstance(user_id, str) or not user_id:
+            raise ConfigError("user_id must be a non-empty string")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ConfigError("metadata must be a dict")
+        provider_name = provider or defaults.provider
+        instance, _ = self.runtime.provider_for(provider_name)
+        resolved_model = model or self.runtime.default_model(provider_name, instance)
+        resolved_backend = self.runtime.resolve_backend(
+            provider_name, instance, backend if backend is not None else defaults.backend
+        )
+        if system_prompt is None and defaults.system_prompt:
+            from langswarm_runtime.templating import render_system_prompt
+
+            system_prompt = render_system_prompt(
+                defaults.system_prompt,
+                user_id=user_id,
+                metadata=metadata or {},
+                model=resolved_model,
+                provider=provider_name,
+                now=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            )
+        specs = self.runtime.middleware_specs(provider_name)
+        record = SessionRecord(
+            session_id=new_session_id(),
+            user_id=user_id,
+            provider=provider_name,
+            model=resolved_model,
+            backend=resolved_backend,
+            system_prompt=system_prompt,
+            metadata=dict(metadata or {}),
+            middleware=specs,
+        )
+        session = self._build(record)  # builds the chain before anything is stored
+        await self.storage.create_session(record)
+        self._remember(session)
+        return session
+
+    async def get_session(self, session_id: str, user_id: str | None = None) -> Session | None:
+        """The session, hydrated from storage after a restart; None when it does not exist
+        or belongs to another user (the two look the same)."""
+        if not isinstance(session_id, str) or not session_id:
+            return None
+        session = self._cache.get(session_id)
+        if session is None:
+            record = await self.storage.load_session(session_id)
+            if record is None:
+                return None
+            if user_id is not None and record.user_id != user_id:
+                return None
+            await self._mark_interrupted(session_id)
+            session = self._build(record)
+        elif user_id is not None and session.user_id != user_id:
+            return None
+        self._remember(session)
+        return session
+
+    async def _mark_interrupted(self, session_id: str) -> None:
+        """A turn still pending when its session is hydrated was cut off by a crash."""
+        pending = await self.storage.load_messages(session_id, statuses=[MessageStatus.PENDING])
+        seqs = [m.seq for m in pending if m.seq is not None]
+        if seqs:
+            await self.storage.update_message_status(
+                session_id, seqs, MessageStatus.INTERRUPTED
+            )
+
+    async def require_session(self, session_id: str, user_id: str | None = None) -> Session:
+        """Like ``get_session`` but raises ``SessionNotFound``."""
+        session = await self.get_session(session_id, user_id=user_id)
+        if session is None:
+            raise SessionNotFound(f"session {session_id!r} not found")
+        return session
+
+    async def list_sessions(
+        self, user_id: str | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> list[SessionRecord]:
+        """Session records, newest-updated first."""
+        return await self.storage.list_sessions(user_id=user_id, limit=limit, cursor=cursor)
+
+    async def delete_session(self, session_id: str, user_id: str | None = None) -> None:
+        """Delete a session and its messages; ``SessionNotFound`` if absent or not yours."""
+        record = await self.storage.load_session(session_id)
+        if record is None or (user_id is not None and record.user_id != user_id):
+            raise SessionNotFound(f"session {session_id!r} not found")
+        self._cache.pop(session_id, None)
+        await self.storage.delete_session(session_id)
+
+
+#: The name used in earlier releases and in much user code.
+LangSwarmSessionManager = SessionManager
