@@ -149,6 +149,24 @@ class Runtime:
             )
         return chain
 
+    def validate(self) -> list[str]:
+        """Build every provider entry and the middleware chains (no network, no storage
+        writes); raise ConfigError on a problem and return notes worth knowing."""
+        notes: list[str] = []
+        default_backend = self.config.defaults.backend
+        self.provider_for(self.config.defaults.provider)
+        for name in self.config.providers:
+            provider, context = self.provider_for(name)
+            backend = self.resolve_backend(name, provider, default_backend)
+            self.build_middleware(self.middleware_specs(name))
+            if backend is SessionBackend.NATIVE and "context" in provider.config.model_fields_set:
+                notes.append(
+                    f"providers.{name}: sessions run native (the provider holds the "
+                    "conversation), so the context policy applies only when the remote "
+                    "conversation is re-seeded from the local mirror"
+                )
+        return notes
+
     async def close(self) -> None:
         providers, self._providers = list(self._providers.values()), {}
         for provider in providers:

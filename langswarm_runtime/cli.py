@@ -1,0 +1,414 @@
+"""``langswarm-run``: chat, manage sessions, plugins and config from the command line.
+
+Exit codes: 0 ok, 2 usage or config error, 3 provider failure, 4 session not found or not
+yours, 5 storage failure, 6 message rejected by middleware, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langswarm_runtime.errors import LangSwarmError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+BUILTIN_COMMANDS = ("chat", "sessions", "plugins", "config", "emulator")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand."""
+    p = argparse.ArgumentParser(add_help=False)
+    sup = None if defaults else argparse.SUPPRESS
+    p.add_argument(
+        "--config",
+        "-c",
+        default=sup,
+        help="swarm.yaml to use (default: $LANGSWARM_CONFIG, else ./swarm.yaml)",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="show tracebacks",
+    )
+    p.add_argument(
+        "--user",
+        "-u",
+        default=sup,
+        help="user id (default: defaults.user_id from the config)",
+    )
+    return p
+
+
+def _chat_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    sup = None if defaults else argparse.SUPPRESS
+    p.add_argument("-m", "--message", default=sup, help="send one message and print the reply")
+    p.add_argument("--session", "-s", default=sup, help="resume this session id")
+    p.add_argument("--provider", "-p", default=sup, help="provider entry for a new session")
+    p.add_argument("--model", default=sup, help="model for a new session")
+    p.add_argument(
+        "--backend", choices=["native", "hybrid", "auto"], default=sup, help="session backend"
+    )
+    p.add_argument("--system", default=sup, help="system prompt for a new session")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="print one JSON object per turn",
+    )
+    p.add_argument(
+        "--no-stream",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="do not stream replies even on a terminal",
+    )
+
+
+def build_parser(plugin_commands: bool = False) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="langswarm-run",
+        description="Persistent, provider-agnostic LLM chat sessions.",
+        parents=[_common(True)],
+        epilog="Exit codes: 0 ok, 2 usage/config error, 3 provider failure, "
+        "4 session not found, 5 storage failure, 6 message rejected.",
+    )
+    _chat_options(parser, True)
+    common = _common(False)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    chat = sub.add_parser("chat", parents=[common], help="chat (the default command)")
+    _chat_options(chat, False)
+
+    sessions = sub.add_parser("sessions", parents=[common], help="list, show, export, delete")
+    ssub = sessions.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ls = ssub.add_parser("list", parents=[common], help="list sessions")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--cursor", default=None)
+    ls.add_argument("--json", action="store_true")
+    for name, text in (("show", "show a session"), ("delete", "delete a session")):
+        sp = ssub.add_parser(name, parents=[common], help=text)
+        sp.add_argument("session_id")
+        if name == "show":
+            sp.add_argument("--json", action="store_true")
+    ex = ssub.add_parser("export", parents=[common], help="export a session's history")
+    ex.add_argument("session_id")
+    ex.add_argument("--format", choices=["jsonl", "markdown"], default="jsonl")
+    ex.add_argument("--include-failed", action="store_true")
+    ex.add_argument("--output", "-o", default=None, help="write to this file")
+
+    plugins = sub.add_parser("plugins", parents=[common], help="list loaded plugins")
+    plugins.add_argument("--all", action="store_true", help="include built-in plugins")
+    plugins.add_argument("--json", action="store_true")
+
+    config = sub.add_parser("config", parents=[common], help="validate, show, schema")
+    csub = config.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    csub.add_parser("validate", parents=[common], help="check a swarm.yaml")
+    csub.add_parser("show", parents=[common], help="print the effective config, secrets redacted")
+    csub.add_parser("schema", parents=[common], help="print the JSON Schema of swarm.yaml")
+
+    emu = sub.add_parser(
+        "emulator", parents=[common], help="run the loopback provider emulator (offline demos)"
+    )
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8765)
+
+    if plugin_commands:
+        from langswarm_runtime.plugins import PluginManager
+
+        PluginManager().pm.hook.register_commands(subparsers=sub)
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _manager(args: argparse.Namespace) -> Any:
+    from langswarm_runtime.session.manager import SessionManager
+
+    return SessionManager.from_config(_config_path(args))
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """An explicit --config must exist; the implicit default may be absent (built-in
+    defaults then apply: echo provider, SQLite sessions.db)."""
+    if getattr(args, "config", None):
+        return str(args.config)
+    env = os.environ.get("LANGSWARM_CONFIG")
+    if env:
+        return env
+    return "swarm.yaml" if Path("swarm.yaml").exists() else None
+
+
+def _turn_json(session: Any, message: Any) -> str:
+    usage = message.usage.model_dump() if message.usage else None
+    return json.dumps(
+        {
+            "session_id": session.session_id,
+            "seq": message.seq,
+            "role": message.role,
+            "content": message.content,
+            "usage": usage,
+            "provider": session.provider,
+            "model": session.model,
+        },
+        ensure_ascii=False,
+    )
+
+
+async def _one_turn(session: Any, text: str, args: argparse.Namespace) -> None:
+    stream = not args.json and not args.no_stream and sys.stdout.isatty()
+    if stream:
+        async for delta in session.stream_message(text):
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return
+    reply = await session.send_message(text)
+    print(_turn_json(session, reply) if args.json else reply.content, flush=True)
+
+
+def _print_history(messages: Sequence[Any]) -> None:
+    for m in messages:
+        print(f"[{m.seq}] {m.role}: {m.content}")
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from langswarm_runtime.errors import SessionNotFound
+
+    async with _manager(args) as manager:
+        if args.session:
+            session = await manager.get_session(args.session, user_id=args.user)
+            if session is None:
+                raise SessionNotFound(f"session {args.session!r} not found")
+        else:
+            session = await manager.create_session(
+                user_id=args.user,
+                provider=args.provider,
+                model=args.model,
+                backend=args.backend,
+                system_prompt=args.system,
+            )
+        if args.message is not None:
+            if not args.json:
+                print(f"session: {session.session_id}", file=sys.stderr)
+            await _one_turn(session, args.message, args)
+            return EXIT_OK
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print(f"session: {session.session_id}  (/history, /exit or Ctrl-D to leave)")
+        elif not args.json:
+            print(f"session: {session.session_id}", file=sys.stderr)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if interactive:
+                    line = await loop.run_in_executor(None, input, "you> ")
+                else:
+                    line = await loop.run_in_executor(None, sys.stdin.readline)
+                    if line == "":
+                        break
+                    line = line.rstrip("\n")
+            except EOFError:
+                if interactive:
+                    print()
+                break
+            command = line.strip()
+            if not command and not interactive:
+                continue
+            if command in ("/exit", "/quit"):
+                break
+            if command == "/history":
+                _print_history(await session.get_history())
+                continue
+            if not command:
+                continue
+            await _one_turn(session, line, args)
+    return EXIT_OK
+
+
+async def _sessions(args: argparse.Namespace) -> int:
+    from langswarm_runtime.errors import SessionNotFound
+
+    async with _manager(args) as manager:
+        if args.action == "list":
+            records = await manager.list_sessions(args.user, limit=args.limit, cursor=args.cursor)
+            for r in records:
+                if args.json:
+                    print(json.dumps(_record_json(r)))
+                else:
+                    print(
+                        f"{r.session_id}  user={r.user_id}  provider={r.provider}  "
+                        f"model={r.model}  backend={r.backend.value}  updated={_ts(r.updated_at)}"
+                    )
+            return EXIT_OK
+        session = await manager.get_session(args.session_id, user_id=args.user)
+        if session is None:
+            raise SessionNotFound(f"session {args.session_id!r} not found")
+        if args.action == "delete":
+            await manager.delete_session(args.session_id, user_id=args.user)
+            print(f"deleted {args.session_id}")
+        elif args.action == "show":
+            history = await session.get_history(include_failed=True)
+            if args.json:
+                data = _record_json(session.record)
+                data["messages"] = [m.model_dump(mode="json") for m in history]
+                print(json.dumps(data, ensure_ascii=False))
+            else:
+                r = session.record
+                u = r.usage
+                print(f"session:  {r.session_id}\nuser:     {r.user_id}")
+                print(f"provider: {r.provider}  model: {r.model}  backend: {r.backend.value}")
+                print(f"created:  {_ts(r.created_at)}  updated: {_ts(r.updated_at)}")
+                print(
+                    f"usage:    input={u.input_tokens} output={u.output_tokens} "
+                    f"cached={u.cached_tokens} total={u.total_tokens}"
+                )
+                if r.middleware:
+                    print("middleware: " + ", ".join(str(s.get("type")) for s in r.middleware))
+                print(f"messages: {sum(1 for m in history if m.status == 'committed')}")
+                for m in history:
+                    flag = "" if m.status == "committed" else f" ({m.status})"
+                    print(f"[{m.seq}] {m.role}{flag}: {m.content}")
+        else:  # export
+            history = await session.get_history(include_failed=args.include_failed)
+            text = _export(session, history, args.format)
+            if args.output:
+                Path(args.output).write_text(text, encoding="utf-8")
+            else:
+                sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _ts(value: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _record_json(record: Any) -> dict[str, Any]:
+    return dict(record.model_dump(mode="json"))
+
+
+def _export(session: Any, history: Sequence[Any], fmt: str) -> str:
+    if fmt == "jsonl":
+        return "".join(
+            json.dumps({"session_id": session.session_id, **m.model_dump(mode="json")},
+                       ensure_ascii=False) + "\n"
+            for m in history
+        )
+    lines = [f"# Session {session.session_id}", ""]
+    lines.append(f"- user: {session.user_id}")
+    lines.append(f"- provider: {session.provider} ({session.model}, {session.backend.value})")
+    lines.append("")
+    if session.system_prompt:
+        lines += ["## system", "", session.system_prompt, ""]
+    for m in history:
+        status = "" if m.status == "committed" else f" ({m.status})"
+        lines += [f"## {m.role}{status}", "", m.content, ""]
+    return "\n".join(lines)
+
+
+async def _plugins(args: argparse.Namespace) -> int:
+    from langswarm_runtime.config import load_config
+
+    _, plugins = load_config(_config_path(args))
+    infos = plugins.plugins(include_builtin=args.all)
+    if args.json:
+        print(json.dumps([_plain(i) for i in infos], indent=2))
+        return EXIT_OK
+    for info in infos:
+        d = _plain(info)
+        types = ", ".join(d.get("types") or [])
+        origin = f"{d.get('package') or '-'} {d.get('version') or ''}".strip()
+        print(f"{d.get('name')}  ({origin})  {types}")
+    return EXIT_OK
+
+
+def _plain(info: Any) -> dict[str, Any]:
+    if hasattr(info, "model_dump"):
+        return dict(info.model_dump(mode="json"))
+    if hasattr(info, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(info)
+    return dict(info)
+
+
+async def _config(args: argparse.Namespace) -> int:
+    from langswarm_runtime.config import config_json_schema, load_config
+
+    config, plugins = load_config(_config_path(args))
+    if args.action == "schema":
+        print(json.dumps(config_json_schema(plugins), indent=2))
+    elif args.action == "show":
+        import yaml
+
+        print(yaml.safe_dump(config.redacted(), sort_keys=False), end="")
+    else:
+        from langswarm_runtime.runtime import Runtime
+
+        runtime = Runtime(config=config, plugins=plugins)
+        for note in runtime.validate():
+            print(f"note: {note}")
+        print(f"ok: {config.source or '(built-in defaults)'}")
+    return EXIT_OK
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from langswarm_runtime.testing.emulator import main as emulator_main
+
+    return int(emulator_main(["--host", args.host, "--port", str(args.port)]) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    # Plugin commands are only looked up for a word we do not know, to keep start-up fast.
+    plugin_commands = first is not None and first not in BUILTIN_COMMANDS and not any(
+        a in ("-m", "--message") for a in argv
+    )
+    debug = "--debug" in argv
+    try:
+        parser = build_parser(plugin_commands=plugin_commands)
+        args = parser.parse_args(argv)
+        command = args.command or "chat"
+        if hasattr(args, "func"):
+            return int(args.func(args) or 0)
+        if command == "emulator":
+            return _emulator(args)
+        runner = {"chat": _chat, "sessions": _sessions, "plugins": _plugins, "config": _config}
+        return asyncio.run(runner[command](args))
+    except LangSwarmError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
