@@ -1,0 +1,204 @@
+"""In-process session storage: fast, nothing survives the process. For tests and demos."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
+from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.session.storage.base import ISessionStorage
+
+__all__ = ["MemorySessionStorage"]
+
+
+@dataclass
+class _Entry:
+    record: SessionRecord
+    messages: list[Message] = field(default_factory=list)
+    #: Highest seq ever handed out; seqs are never reused, even after a placeholder is
+    #: removed, so a stale status update can never hit a newer message.
+    last_seq: int = 0
+
+
+def _copy_message(message: Message, **update: object) -> Message:
+    return message.model_copy(update=update or None, deep=True)
+
+
+class MemorySessionStorage(ISessionStorage):
+    """Keeps sessions in a dict. Safe to share between tasks and threads.
+
+    Every value goes in and comes out as a deep copy, so callers can never change stored
+    state by mutating what they passed or got back.
+    """
+
+    def __init__(self) -> None:
+        # A threading lock (not asyncio.Lock): no operation awaits while holding it, and it
+        # keeps the store safe when several event loops in several threads share it.
+        self._lock = threading.Lock()
+        self._sessions: dict[str, _Entry] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("memory storage is closed")
+
+    async def create_session(self, record: SessionRecord) -> None:
+        """Store a new session; ``StorageError`` if the id already exists."""
+        with self._lock:
+            self._check_open()
+            if record.session_id in self._sessions:
+                raise StorageError(f"session already exists: {record.session_id}")
+            self._sessions[record.session_id] = _Entry(record.model_copy(deep=True))
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        """The record, or None."""
+        with self._lock:
+            self._check_open()
+            entry = self._sessions.get(session_id)
+            return entry.record.model_copy(deep=True) if entry else None
+
+    async def save_session(self, record: SessionRecord) -> None:
+        """Update a record if its version matches the stored one; bumps ``record.version``."""
+        with self._lock:
+            self._check_open()
+            entry = self._sessions.get(record.session_id)
+            if entry is None:
+                raise SessionNotFound(f"session not found: {record.session_id}")
+            if entry.record.version != record.version:
+                raise ConcurrencyError(
+                    f"session {record.session_id} changed underneath (stored version "
+                    f"{entry.record.version}, given {record.version})"
+                )
+            stored = record.model_copy(deep=True)
+            stored.version = record.version + 1
+            entry.record = stored
+            record.version += 1
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete record and messages; True if it existed."""
+        with self._lock:
+            self._check_open()
+            return self._sessions.pop(session_id, None) is not None
+
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[SessionRecord]:
+        """Sessions, newest-updated first (ties by session id, descending)."""
+        if limit < 0:
+            raise StorageError(f"limit must be >= 0, got {limit}")
+        with self._lock:
+            self._check_open()
+            records = [
+                e.record
+                for e in self._sessions.values()
+                if user_id is None or e.record.user_id == user_id
+            ]
+            records.sort(key=lambda r: (r.updated_at, r.session_id), reverse=True)
+            if cursor is not None:
+                anchor = self._sessions.get(cursor)
+                if anchor is None:
+                    raise StorageError(f"unknown cursor: {cursor}")
+                key = (anchor.record.updated_at, anchor.record.session_id)
+                records = [r for r in records if (r.updated_at, r.session_id) < key]
+            return [r.model_copy(deep=True) for r in records[:limit]]
+
+    def _append_locked(self, entry: _Entry, messages: Sequence[Message]) -> list[Message]:
+        stored: list[Message] = []
+        for message in messages:
+            entry.last_seq += 1
+            stored.append(_copy_message(message, seq=entry.last_seq))
+        entry.messages.extend(stored)
+        return [m.model_copy(deep=True) for m in stored]
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message]
+    ) -> list[Message]:
+        """Append atomically; return copies with ``seq`` assigned."""
+        with self._lock:
+            self._check_open()
+            entry = self._sessions.get(session_id)
+            if entry is None:
+                raise SessionNotFound(f"session not found: {session_id}")
+            return self._append_locked(entry, messages)
+
+    async def load_messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        statuses: Collection[MessageStatus] | None = None,
+    ) -> list[Message]:
+        """Messages oldest first; ``last`` walks back from the end, so it costs O(last)
+        when no status filter skips many messages."""
+        if last is not None and last < 0:
+            raise StorageError(f"last must be >= 0, got {last}")
+        wanted = None if statuses is None else {MessageStatus(s) for s in statuses}
+        with self._lock:
+            self._check_open()
+            entry = self._sessions.get(session_id)
+            if entry is None:
+                return []
+            picked: list[Message] = []
+            for message in reversed(entry.messages):
+                if last is not None and len(picked) >= last:
+                    break
+                assert message.seq is not None
+                if after_seq is not None and message.seq <= after_seq:
+                    break
+                if wanted is None or message.status in wanted:
+                    picked.append(message)
+            picked.reverse()
+            return [m.model_copy(deep=True) for m in picked]
+
+    async def update_message_status(
+        self, session_id: str, seqs: Sequence[int], status: MessageStatus
+    ) -> None:
+        """Set the status of the given messages; unknown seqs or sessions are ignored."""
+        status = MessageStatus(status)
+        targets = set(seqs)
+        with self._lock:
+            self._check_open()
+            entry = self._sessions.get(session_id)
+            if entry is None:
+                return
+            entry.messages = [
+                _copy_message(m, status=status) if m.seq in targets else m
+                for m in entry.messages
+            ]
+
+    async def commit_turn(
+        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+    ) -> list[Message]:
+        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``."""
+        with self._lock:
+            self._check_open()
+            entry = self._sessions.get(session_id)
+            if entry is None:
+                raise SessionNotFound(f"session not found: {session_id}")
+            if pending_seq is not None:
+                entry.messages = [
+                    m
+                    for m in entry.messages
+                    if m.seq != pending_seq or m.status == MessageStatus.COMMITTED
+                ]
+            return self._append_locked(entry, messages)
+
+    async def close(self) -> None:
+        """Drop everything; idempotent."""
+        with self._lock:
+            self._closed = True
+            self._sessions.clear()
+
+
+@hookimpl
+def register_storages(register: object) -> None:
+    """Register the ``memory`` storage type (no options)."""
+    register("memory", MemorySessionStorage)  # type: ignore[operator]

@@ -1,0 +1,117 @@
+"""SQLite schema migrations: append-only, named, recorded in ``schema_migrations``.
+
+Never edit or reorder a released migration; add ``m00N_...`` at the end instead. Each
+runs once per database file, inside the same ``BEGIN IMMEDIATE`` transaction that records
+it, so two processes opening a fresh file at once cannot both apply it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+__all__ = ["MIGRATIONS", "migrate", "applied_migrations"]
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """Sessions and messages."""
+    conn.execute(
+        """
+        CREATE TABLE sessions (
+            session_id     TEXT PRIMARY KEY,
+            user_id        TEXT NOT NULL,
+            provider       TEXT NOT NULL,
+            model          TEXT,
+            backend        TEXT NOT NULL,
+            system_prompt  TEXT,
+            provider_state TEXT NOT NULL,  -- JSON object
+            metadata       TEXT NOT NULL,  -- JSON object
+            middleware     TEXT NOT NULL,  -- JSON list
+            usage          TEXT NOT NULL,  -- JSON object
+            created_at     REAL NOT NULL,
+            updated_at     REAL NOT NULL,
+            version        INTEGER NOT NULL,
+            -- highest seq handed out; seqs are never reused, even after a pending
+            -- placeholder is removed
+            last_seq       INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    # Listing: newest-updated first, session_id breaks ties so cursors are total.
+    conn.execute("CREATE INDEX sessions_by_updated ON sessions (updated_at, session_id)")
+    conn.execute(
+        "CREATE INDEX sessions_by_user ON sessions (user_id, updated_at, session_id)"
+    )
+    # WITHOUT ROWID: rows are stored in (session_id, seq) order, so the last N messages
+    # of a session are N adjacent rows read backwards from one b-tree seek.
+    conn.execute(
+        """
+        CREATE TABLE messages (
+            session_id          TEXT NOT NULL
+                                REFERENCES sessions (session_id) ON DELETE CASCADE,
+            seq                 INTEGER NOT NULL,
+            role                TEXT NOT NULL,
+            content             TEXT NOT NULL,
+            status              TEXT NOT NULL,
+            usage               TEXT,           -- JSON object or NULL
+            provider_message_id TEXT,
+            created_at          REAL NOT NULL,
+            metadata            TEXT,           -- JSON object, NULL when empty
+            PRIMARY KEY (session_id, seq)
+        ) WITHOUT ROWID
+        """
+    )
+    # Partial index: pending/failed/interrupted messages are few, so finding a session's
+    # non-committed turns never scans its committed history.
+    conn.execute(
+        "CREATE INDEX messages_not_committed ON messages (session_id, seq) "
+        "WHERE status != 'committed'"
+    )
+
+
+#: In order. Append only.
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("m001_initial", m001_initial),
+]
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations recorded in this database, in the order applied."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    if not exists:
+        return []
+    return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations; return the names applied now. ``conn`` is autocommit."""
+    if len(applied_migrations(conn)) >= len(MIGRATIONS):
+        return []  # fast path: no write lock taken when the schema is current
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        done = set(applied_migrations(conn))
+        applied: list[str] = []
+        for name, migration in MIGRATIONS:
+            if name in done:
+                continue
+            migration(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                (name, time.time()),
+            )
+            applied.append(name)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return applied

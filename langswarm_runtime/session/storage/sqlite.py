@@ -1,0 +1,556 @@
+"""SQLite session storage: one file, WAL, safe with several processes writing it.
+
+Async design (measured, see benchmarks/README.md): a thread hop costs more than a whole
+SQLite transaction on a small row set, so short statements run directly on the event loop
+with ``busy_timeout = 0``. If the database is locked by another connection, SQLite says
+so at once and the call is retried on a worker thread with the real busy timeout: the
+loop never waits for a lock. Calls that may touch many rows (full history, deletes) go to
+the worker thread straight away. A ``threading.Lock`` gives each call exclusive use of the
+connection, whichever thread runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from langswarm_runtime.errors import (
+    ConcurrencyError,
+    ConfigError,
+    LangSwarmError,
+    SessionNotFound,
+    StorageError,
+)
+from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.storage.migrations import migrate
+
+__all__ = ["SQLiteSessionStorage", "SQLiteStorageConfig"]
+
+T = TypeVar("T")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+#: Reads of up to this many rows run on the loop; larger ones on the worker thread.
+_LOOP_ROW_LIMIT = 500
+
+_SESSION_COLS = (
+    "session_id, user_id, provider, model, backend, system_prompt, provider_state, "
+    "metadata, middleware, usage, created_at, updated_at, version"
+)
+_MESSAGE_COLS = "seq, role, content, status, usage, provider_message_id, created_at, metadata"
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (session_id, seq, role, content, status, usage, "
+    "provider_message_id, created_at, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_STATUS = {s.value: s for s in MessageStatus}
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
+
+
+class SQLiteStorageConfig(BaseModel):
+    """``storage: {type: sqlite, path: sessions.db, busy_timeout_ms: 5000, synchronous: NORMAL}``"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field("sessions.db", description="Database file (created mode 0600).")
+    busy_timeout_ms: int = Field(
+        5000, ge=0, description="How long a write waits for another process's lock."
+    )
+    synchronous: Synchronous = Field(
+        "NORMAL",
+        description="NORMAL: a crash of the process never loses a commit; FULL: neither "
+        "does power loss (one fsync per turn).",
+    )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _row_to_message(row: tuple[Any, ...]) -> Message:
+    seq, role, content, status, usage, pmid, created_at, metadata = row
+    # Rows were validated on the way in; model_construct skips re-validating them, which
+    # is most of the cost of a resume.
+    return Message.model_construct(
+        _MESSAGE_FIELDS,
+        role=role,
+        content=content,
+        seq=seq,
+        status=_STATUS[status],
+        usage=Usage.model_validate_json(usage) if usage else None,
+        provider_message_id=pmid,
+        created_at=created_at,
+        metadata=json.loads(metadata) if metadata else {},
+    )
+
+
+def _row_to_record(row: tuple[Any, ...]) -> SessionRecord:
+    (sid, user, provider, model, backend, prompt, pstate, meta, mw, usage, created,
+     updated, version) = row  # fmt: skip
+    return SessionRecord(
+        session_id=sid,
+        user_id=user,
+        provider=provider,
+        model=model,
+        backend=backend,
+        system_prompt=prompt,
+        provider_state=json.loads(pstate),
+        metadata=json.loads(meta),
+        middleware=json.loads(mw),
+        usage=Usage.model_validate_json(usage),
+        created_at=created,
+        updated_at=updated,
+        version=version,
+    )
+
+
+def _record_params(r: SessionRecord) -> tuple[Any, ...]:
+    return (
+        r.user_id,
+        r.provider,
+        r.model,
+        r.backend.value,
+        r.system_prompt,
+        _dumps(r.provider_state),
+        _dumps(r.metadata),
+        _dumps(r.middleware),
+        r.usage.model_dump_json(),
+        r.created_at,
+        r.updated_at,
+    )
+
+
+def _message_params(m: Message) -> tuple[Any, ...]:
+    # Everything but (session_id, seq), computed before the write lock is taken.
+    return (
+        m.role,
+        m.content,
+        MessageStatus(m.status).value,
+        m.usage.model_dump_json() if m.usage is not None else None,
+        m.provider_message_id,
+        m.created_at,
+        _dumps(m.metadata) if m.metadata else None,
+    )
+
+
+def _write_turn(
+    conn: sqlite3.Connection,
+    session_id: str,
+    pending_seq: int | None,
+    params: list[tuple[Any, ...]],
+) -> int:
+    """One transaction: allocate seqs, drop the placeholder, insert. Returns first seq."""
+    n = len(params)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(
+            "UPDATE sessions SET last_seq = last_seq + ? WHERE session_id = ? "
+            "RETURNING last_seq",
+            (n, session_id),
+        ).fetchall()
+        if not row:
+            raise SessionNotFound(f"session not found: {session_id}")
+        first = row[0][0] - n + 1
+        if pending_seq is not None:
+            # Committed messages are never removed: only a placeholder can go.
+            conn.execute(
+                "DELETE FROM messages WHERE session_id = ? AND seq = ? "
+                "AND status != 'committed'",
+                (session_id, pending_seq),
+            )
+        conn.executemany(
+            _INSERT_MESSAGE,
+            [(session_id, first + i, *p) for i, p in enumerate(params)],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return first
+
+
+class SQLiteSessionStorage(ISessionStorage):
+    """Sessions in one SQLite file (WAL mode), shared safely by several processes.
+
+    ``SQLiteSessionStorage(db_path="app.db")``. ``busy_timeout`` (seconds) is how long a
+    write waits for another process's lock; ``synchronous`` is SQLite's durability level
+    (``NORMAL``: no committed turn is lost when the process crashes; ``FULL``: nor on
+    power loss). The file is created readable by its owner only. An unusable path raises
+    ``StorageError`` here, before anything is written. ``":memory:"`` gives a private
+    in-memory database.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] = "sessions.db",
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: Synchronous = "NORMAL",
+    ) -> None:
+        if str(synchronous).upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigError(
+                f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}"
+            )
+        if busy_timeout < 0:
+            raise ConfigError(f"busy_timeout must be >= 0, got {busy_timeout}")
+        self.db_path = str(db_path)
+        self._busy_ms = int(busy_timeout * 1000)
+        self._lock = threading.Lock()
+        self._closed = False
+        created = self._prepare_file()
+        try:
+            self._conn = self._connect(str(synchronous).upper())
+        except BaseException:
+            if created:  # leave nothing behind when we could not set the file up
+                for suffix in ("", "-wal", "-shm"):
+                    Path(self.db_path + suffix).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def from_config(cls, config: SQLiteStorageConfig) -> SQLiteSessionStorage:
+        """Factory for the ``sqlite`` storage type."""
+        return cls(
+            config.path,
+            busy_timeout=config.busy_timeout_ms / 1000,
+            synchronous=config.synchronous,
+        )
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> StorageError:
+        return StorageError(f"cannot use SQLite database {self.db_path}: {reason}")
+
+    def _prepare_file(self) -> bool:
+        """Check the path and create the file with mode 0600; True if we created it."""
+        if self.db_path == ":memory:":
+            return False
+        path = Path(self.db_path)
+        parent = path.parent
+        if not parent.is_dir():
+            raise self._fail(f"directory {parent} does not exist")
+        if path.is_dir():
+            raise self._fail("it is a directory")
+        try:
+            # O_EXCL: only the process that creates the file decides its mode. SQLite
+            # gives -wal and -shm the database file's mode.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise self._fail(exc.strerror or str(exc)) from None
+        else:
+            os.close(fd)
+            return True
+        try:
+            os.close(os.open(path, os.O_RDWR))
+        except OSError as exc:
+            raise self._fail(exc.strerror or str(exc)) from None
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise self._fail(f"directory {parent} is not writable (WAL needs it)")
+        return False
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.db_path,
+                timeout=self._busy_ms / 1000,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # used by the loop and the worker, under _lock
+            )
+        except sqlite3.Error as exc:
+            raise self._fail(str(exc)) from None
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode not in ("wal", "memory"):
+                raise self._fail(f"could not enable WAL (journal_mode is {mode})")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+            conn.execute("PRAGMA busy_timeout = 0")  # the loop fast path never waits
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._fail(str(exc)) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    # -- running statements --------------------------------------------------------------
+
+    def _translate(self, exc: sqlite3.Error) -> StorageError:
+        if _is_busy(exc):
+            return StorageError(
+                f"SQLite database {self.db_path} stayed locked for more than "
+                f"{self._busy_ms} ms (busy_timeout)"
+            )
+        return StorageError(f"SQLite error on {self.db_path}: {exc}")
+
+    def _run_in_worker(self, op: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"SQLite storage {self.db_path} is closed")
+            conn = self._conn
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                try:
+                    return op(conn, *args)
+                finally:
+                    conn.execute("PRAGMA busy_timeout = 0")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from None
+
+    async def _call(self, op: Callable[..., T], *args: Any, worker: bool = False) -> T:
+        """Run ``op(conn, *args)``: on the loop if it can finish without waiting, else on
+        a worker thread."""
+        if self._closed:
+            raise StorageError(f"SQLite storage {self.db_path} is closed")
+        if not worker and self._lock.acquire(blocking=False):
+            try:
+                return op(self._conn, *args)
+            except sqlite3.Error as exc:
+                if not _is_busy(exc):
+                    raise self._translate(exc) from None
+                # locked by another connection: retry below, where waiting is allowed
+            finally:
+                self._lock.release()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._run_in_worker, op, args)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def create_session(self, record: SessionRecord) -> None:
+        """Store a new session; ``StorageError`` if the id already exists."""
+        params = (record.session_id, *_record_params(record), record.version)
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    f"INSERT INTO sessions ({_SESSION_COLS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+            except sqlite3.IntegrityError:
+                raise StorageError(f"session already exists: {record.session_id}") from None
+
+        await self._call(op)
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        """The record, or None."""
+
+        def op(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            return conn.execute(  # type: ignore[no-any-return]
+                f"SELECT {_SESSION_COLS} FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+
+        row = await self._call(op)
+        return _row_to_record(row) if row else None
+
+    async def save_session(self, record: SessionRecord) -> None:
+        """Update a record if its stored version equals ``record.version``; bumps it."""
+        params = (*_record_params(record), record.session_id, record.version)
+
+        def op(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE sessions SET user_id = ?, provider = ?, model = ?, backend = ?, "
+                "system_prompt = ?, provider_state = ?, metadata = ?, middleware = ?, "
+                "usage = ?, created_at = ?, updated_at = ?, version = version + 1 "
+                "WHERE session_id = ? AND version = ?",
+                params,
+            )
+            if cur.rowcount == 1:
+                return
+            row = conn.execute(
+                "SELECT version FROM sessions WHERE session_id = ?", (record.session_id,)
+            ).fetchone()
+            if row is None:
+                raise SessionNotFound(f"session not found: {record.session_id}")
+            raise ConcurrencyError(
+                f"session {record.session_id} changed underneath (stored version "
+                f"{row[0]}, given {record.version})"
+            )
+
+        await self._call(op)
+        record.version += 1
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete record and messages in one transaction; True if it existed."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+                n = conn.execute(
+                    "DELETE FROM sessions WHERE session_id = ?", (session_id,)
+                ).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return n > 0
+
+        # A long history makes this a big delete: never on the loop.
+        return await self._call(op, worker=True)
+
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[SessionRecord]:
+        """Sessions, newest-updated first (ties by session id, descending)."""
+        if limit < 0:
+            raise StorageError(f"limit must be >= 0, got {limit}")
+
+        def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            conds: list[str] = []
+            params: list[Any] = []
+            if user_id is not None:
+                conds.append("user_id = ?")
+                params.append(user_id)
+            if cursor is not None:
+                anchor = conn.execute(
+                    "SELECT updated_at, session_id FROM sessions WHERE session_id = ?",
+                    (cursor,),
+                ).fetchone()
+                if anchor is None:
+                    raise StorageError(f"unknown cursor: {cursor}")
+                conds.append("(updated_at, session_id) < (?, ?)")
+                params.extend(anchor)
+            where = f"WHERE {' AND '.join(conds)} " if conds else ""
+            return conn.execute(
+                f"SELECT {_SESSION_COLS} FROM sessions {where}"
+                "ORDER BY updated_at DESC, session_id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+
+        rows = await self._call(op, worker=limit > _LOOP_ROW_LIMIT)
+        return [_row_to_record(r) for r in rows]
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message]
+    ) -> list[Message]:
+        """Append in one transaction; return copies with ``seq`` assigned."""
+        return await self._write(session_id, None, messages)
+
+    async def commit_turn(
+        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+    ) -> list[Message]:
+        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``,
+        in one transaction."""
+        return await self._write(session_id, pending_seq, messages)
+
+    async def _write(
+        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+    ) -> list[Message]:
+        params = [_message_params(m) for m in messages]
+        first = await self._call(_write_turn, session_id, pending_seq, params)
+        return [m.model_copy(update={"seq": first + i}) for i, m in enumerate(messages)]
+
+    async def load_messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        statuses: Collection[MessageStatus] | None = None,
+    ) -> list[Message]:
+        """Messages oldest first. ``last=N`` reads N rows backwards from the end of the
+        session's index range: O(N), whatever the history length."""
+        if last is not None and last < 0:
+            raise StorageError(f"last must be >= 0, got {last}")
+        where = "session_id = ?"
+        params: list[Any] = [session_id]
+        if after_seq is not None:
+            where += " AND seq > ?"
+            params.append(after_seq)
+        if statuses is not None:
+            values = sorted({MessageStatus(s).value for s in statuses})
+            if not values:
+                return []
+            if MessageStatus.COMMITTED.value not in values:
+                # Spelled out so the planner can use the partial index.
+                where += " AND status != 'committed'"
+            where += f" AND status IN ({', '.join('?' * len(values))})"
+            params.extend(values)
+        if last is None:
+            sql = f"SELECT {_MESSAGE_COLS} FROM messages WHERE {where} ORDER BY seq"
+        else:
+            sql = (
+                f"SELECT {_MESSAGE_COLS} FROM messages WHERE {where} "
+                "ORDER BY seq DESC LIMIT ?"
+            )
+            params.append(last)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        rows = await self._call(op, worker=last is None or last > _LOOP_ROW_LIMIT)
+        if last is not None:
+            rows.reverse()
+        return [_row_to_message(r) for r in rows]
+
+    async def update_message_status(
+        self, session_id: str, seqs: Sequence[int], status: MessageStatus
+    ) -> None:
+        """Set the status of the given messages; unknown seqs or sessions are ignored."""
+        seqs = list(seqs)
+        if not seqs:
+            return
+        value = MessageStatus(status).value
+        sql = (
+            "UPDATE messages SET status = ? WHERE session_id = ? "
+            f"AND seq IN ({', '.join('?' * len(seqs))})"
+        )
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, (value, session_id, *seqs))
+
+        await self._call(op)
+
+    async def close(self) -> None:
+        """Close the connection (waits for a running call). Idempotent."""
+        if self._closed:
+            return
+
+        def op() -> None:
+            with self._lock:
+                if not self._closed:
+                    self._closed = True
+                    self._conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(None, op)
+
+    def __del__(self) -> None:
+        # Best effort for storages dropped without close(): don't leak file handles.
+        conn = getattr(self, "_conn", None)
+        if conn is not None and not getattr(self, "_closed", True):
+            try:
+                conn.close()
+            except (sqlite3.Error, LangSwarmError):
+                pass
+
+
+@hookimpl
+def register_storages(register: Any) -> None:
+    """Register the ``sqlite`` storage type."""
+    register("sqlite", SQLiteSessionStorage.from_config, SQLiteStorageConfig)
