@@ -1,0 +1,95 @@
+"""Versioned, append-only schema migrations.
+
+Each migration runs once per schema and is recorded in ``langswarm_migrations``. Never
+edit a released migration: add a new one. All of them run in one transaction under a
+transaction-level advisory lock keyed on the schema name, so two processes starting at
+once do not race: the second waits, then finds everything applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+#: (version, name, statements). ``{s}`` is replaced by the quoted schema name.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "initial",
+        [
+            # The record is stored whole as JSON so new SessionRecord fields need no
+            # migration; the columns beside it are the ones queries filter or sort on.
+            # ``next_seq`` is the per-session counter: appends take it with
+            # UPDATE ... RETURNING, whose row lock orders concurrent writers on any host.
+            """CREATE TABLE {s}.sessions (
+                session_id text PRIMARY KEY,
+                user_id text NOT NULL,
+                updated_at double precision NOT NULL,
+                version bigint NOT NULL DEFAULT 0,
+                next_seq bigint NOT NULL DEFAULT 1,
+                record jsonb NOT NULL
+            )""",
+            (
+                "CREATE INDEX sessions_by_user ON {s}.sessions "
+                "(user_id, updated_at DESC, session_id DESC)"
+            ),
+            (
+                "CREATE INDEX sessions_by_updated ON {s}.sessions "
+                "(updated_at DESC, session_id DESC)"
+            ),
+            # The primary key (session_id, seq) serves tail reads: ORDER BY seq DESC
+            # LIMIT N walks N index entries backwards, whatever the history length.
+            """CREATE TABLE {s}.messages (
+                session_id text NOT NULL
+                    REFERENCES {s}.sessions (session_id) ON DELETE CASCADE,
+                seq bigint NOT NULL,
+                role text NOT NULL,
+                content text NOT NULL,
+                status text NOT NULL,
+                usage jsonb,
+                provider_message_id text,
+                created_at double precision NOT NULL,
+                metadata jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+                PRIMARY KEY (session_id, seq)
+            )""",
+        ],
+    ),
+]
+
+
+async def migrate(conn: AsyncConnection[Any], schema: str) -> list[int]:
+    """Bring ``schema`` up to date; return the versions applied now (empty if none)."""
+    s = sql.Identifier(schema)
+    applied_now: list[int] = []
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"langswarm-migrate:{schema}",)
+        )
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.langswarm_migrations ("
+                "version integer PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(s)
+        )
+        cur = await conn.execute(
+            sql.SQL("SELECT version FROM {}.langswarm_migrations").format(s)
+        )
+        done = {row[0] for row in await cur.fetchall()}
+        for version, name, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for statement in statements:
+                await conn.execute(sql.SQL(statement).format(s=s))
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.langswarm_migrations (version, name) VALUES (%s, %s)"
+                ).format(s),
+                (version, name),
+            )
+            applied_now.append(version)
+    return applied_now

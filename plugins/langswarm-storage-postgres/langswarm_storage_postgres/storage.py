@@ -1,0 +1,403 @@
+"""``PostgresSessionStorage``: psycopg 3 (async) with a psycopg_pool connection pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_storage_postgres.config import PostgresStorageConfig
+
+__all__ = ["PostgresSessionStorage"]
+
+_RECORD_COLUMNS = "record, version"
+_MESSAGE_COLUMNS = (
+    "seq, role, content, status, usage, provider_message_id, created_at, metadata"
+)
+
+
+class PostgresSessionStorage(ISessionStorage):
+    """Sessions in PostgreSQL, shared safely by many processes on many hosts.
+
+    ``PostgresSessionStorage(dsn="postgresql://...", schema="app")`` in code, or
+    ``storage: {type: postgres, dsn: ...}`` in swarm.yaml. The pool opens and the schema
+    is migrated on first use (or on ``await storage.open()``).
+    """
+
+    def __init__(self, config: PostgresStorageConfig | None = None, /, **options: Any) -> None:
+        if config is None:
+            config = PostgresStorageConfig(**options)
+        elif options:
+            raise TypeError("pass either a PostgresStorageConfig or keyword options")
+        self.config = config
+        self._schema = config.schema_name
+        self._where = _describe(config.dsn.get_secret_value())
+        self._pool: Any = None
+        self._open_lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresSessionStorage({self._where}, schema={self._schema!r})"
+
+    # -- connection management -------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, migrate the schema and open the pool. Called on first use anyway;
+        call it at start-up to fail fast with ``StorageError`` if the server is away."""
+        await self._get_pool()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is not None:
+            return self._pool
+        async with self._open_lock:
+            if self._pool is not None:
+                return self._pool
+            if self._closed:
+                raise StorageError(f"{self!r} is closed")
+            import psycopg  # lazy: only sessions that use this storage pay the import
+            from psycopg_pool import AsyncConnectionPool
+
+            from langswarm_storage_postgres.migrations import migrate
+
+            kwargs = self._connect_kwargs()
+            dsn = self.config.dsn.get_secret_value()
+            # One direct connection first: it runs the migrations and, when the server
+            # is away, fails with the real reason (a pool would only time out).
+            with self._translate("connect"):
+                conn = await psycopg.AsyncConnection.connect(dsn, **kwargs)
+                try:
+                    await migrate(conn, self._schema)
+                finally:
+                    await conn.close()
+            pool: Any = AsyncConnectionPool(
+                dsn,
+                kwargs=kwargs,
+                min_size=self.config.pool_min_size,
+                max_size=max(self.config.pool_max_size, self.config.pool_min_size),
+                timeout=self.config.pool_timeout,
+                # A connection the server dropped while idle is replaced, not handed out.
+                check=AsyncConnectionPool.check_connection,
+                open=False,
+                name=f"langswarm-{self._schema}",
+            )
+            with self._translate("connect"):
+                await pool.open(wait=False)
+            self._pool = pool
+            return pool
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "connect_timeout": self.config.connect_timeout,
+            "autocommit": True,
+            "application_name": "langswarm-runtime",
+        }
+        if self.config.statement_timeout_ms:
+            kwargs["options"] = f"-c statement_timeout={self.config.statement_timeout_ms}"
+        return kwargs
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, what: str) -> AsyncIterator[Any]:
+        pool = await self._get_pool()
+        with self._translate(what):
+            async with pool.connection() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Any:
+        """Turn driver errors into StorageError naming host:port and never the DSN."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            yield
+        except (SessionNotFound, StorageError):
+            raise
+        except PoolTimeout as exc:
+            raise StorageError(
+                f"PostgreSQL at {self._where}: no connection available for {what} "
+                f"within {self.config.pool_timeout:g}s (server unreachable or pool exhausted)"
+            ) from exc
+        except psycopg.Error as exc:
+            reason = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                            self.config.dsn.get_secret_value())
+            raise StorageError(
+                f"PostgreSQL at {self._where}: {what} failed: "
+                f"{type(exc).__name__}: {reason or 'connection lost'}"
+            ) from None
+        except OSError as exc:
+            raise StorageError(
+                f"PostgreSQL at {self._where}: {what} failed: {type(exc).__name__}"
+            ) from None
+
+    def _t(self, template: str) -> Any:
+        """A statement with ``{s}`` bound to the quoted schema."""
+        from psycopg import sql
+
+        return sql.SQL(template).format(s=sql.Identifier(self._schema))
+
+    async def close(self) -> None:
+        """Close the pool. Idempotent."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # -- sessions --------------------------------------------------------------------
+
+    async def create_session(self, record: SessionRecord) -> None:
+        import psycopg
+        from psycopg.types.json import Jsonb
+
+        async with self._conn("create_session") as conn:
+            try:
+                await conn.execute(
+                    self._t(
+                        "INSERT INTO {s}.sessions "
+                        "(session_id, user_id, updated_at, version, record) "
+                        "VALUES (%s, %s, %s, %s, %s)"
+                    ),
+                    (record.session_id, record.user_id, record.updated_at, record.version,
+                     Jsonb(_record_json(record))),
+                )
+            except psycopg.errors.UniqueViolation:
+                raise StorageError(f"session {record.session_id!r} already exists") from None
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        async with self._conn("load_session") as conn:
+            cur = await conn.execute(
+                self._t(f"SELECT {_RECORD_COLUMNS} FROM {{s}}.sessions WHERE session_id = %s"),
+                (session_id,),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _record_from_row(row)
+
+    async def save_session(self, record: SessionRecord) -> None:
+        from psycopg.types.json import Jsonb
+
+        async with self._conn("save_session") as conn:
+            cur = await conn.execute(
+                self._t(
+                    "UPDATE {s}.sessions SET user_id = %s, updated_at = %s, record = %s, "
+                    "version = version + 1 WHERE session_id = %s AND version = %s "
+                    "RETURNING version"
+                ),
+                (record.user_id, record.updated_at, Jsonb(_record_json(record)),
+                 record.session_id, record.version),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute(
+                    self._t("SELECT version FROM {s}.sessions WHERE session_id = %s"),
+                    (record.session_id,),
+                )
+                found = await cur.fetchone()
+                if found is None:
+                    raise SessionNotFound(f"session {record.session_id!r} not found")
+                raise ConcurrencyError(
+                    f"session {record.session_id!r} changed: stored version {found[0]}, "
+                    f"saving version {record.version}"
+                )
+        record.version = int(row[0])
+
+    async def delete_session(self, session_id: str) -> bool:
+        async with self._conn("delete_session") as conn:
+            cur = await conn.execute(
+                self._t("DELETE FROM {s}.sessions WHERE session_id = %s"), (session_id,)
+            )
+            return bool(cur.rowcount)
+
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[SessionRecord]:
+        if limit <= 0:
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        if user_id is not None:
+            where.append("user_id = %s")
+            params.append(user_id)
+        if cursor is not None:
+            # Keyset pagination on (updated_at, session_id): each page is an index range
+            # scan, however deep the page.
+            where.append(
+                "(updated_at, session_id) < (SELECT updated_at, session_id "
+                "FROM {s}.sessions WHERE session_id = %s)"
+            )
+            params.append(cursor)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        params.append(limit)
+        async with self._conn("list_sessions") as conn:
+            cur = await conn.execute(
+                self._t(
+                    f"SELECT {_RECORD_COLUMNS} FROM {{s}}.sessions {clause} "
+                    "ORDER BY updated_at DESC, session_id DESC LIMIT %s"
+                ),
+                params,
+            )
+            rows = await cur.fetchall()
+        return [_record_from_row(row) for row in rows]
+
+    # -- messages --------------------------------------------------------------------
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message]
+    ) -> list[Message]:
+        return await self._append(session_id, None, messages, "append_messages")
+
+    async def commit_turn(
+        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+    ) -> list[Message]:
+        return await self._append(session_id, pending_seq, messages, "commit_turn")
+
+    async def _append(
+        self,
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+        what: str,
+    ) -> list[Message]:
+        from psycopg.types.json import Jsonb
+
+        async with self._conn(what) as conn, conn.transaction():
+            # Taking the counter locks the session row until commit, so writers on any
+            # host get disjoint, increasing seq ranges and commit in seq order.
+            cur = await conn.execute(
+                self._t(
+                    "UPDATE {s}.sessions SET next_seq = next_seq + %s "
+                    "WHERE session_id = %s RETURNING next_seq"
+                ),
+                (len(messages), session_id),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise SessionNotFound(f"session {session_id!r} not found")
+            first = int(row[0]) - len(messages)
+            if pending_seq is not None:
+                await conn.execute(
+                    self._t("DELETE FROM {s}.messages WHERE session_id = %s AND seq = %s"),
+                    (session_id, pending_seq),
+                )
+            stored = [m.model_copy(update={"seq": first + i}) for i, m in enumerate(messages)]
+            if stored:
+                async with conn.cursor() as c:
+                    await c.executemany(
+                        self._t(
+                            f"INSERT INTO {{s}}.messages (session_id, {_MESSAGE_COLUMNS}) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        ),
+                        [
+                            (session_id, m.seq, m.role, m.content, str(m.status),
+                             None if m.usage is None else Jsonb(m.usage.model_dump()),
+                             m.provider_message_id, m.created_at, Jsonb(m.metadata))
+                            for m in stored
+                        ],
+                    )
+        return stored
+
+    async def load_messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        statuses: Collection[MessageStatus] | None = None,
+    ) -> list[Message]:
+        if last is not None and last <= 0:
+            return []
+        where = ["session_id = %s"]
+        params: list[Any] = [session_id]
+        if after_seq is not None:
+            where.append("seq > %s")
+            params.append(after_seq)
+        if statuses is not None:
+            where.append("status = ANY(%s)")
+            params.append([str(MessageStatus(s)) for s in statuses])
+        query = f"SELECT {_MESSAGE_COLUMNS} FROM {{s}}.messages WHERE {' AND '.join(where)}"
+        if last is not None:
+            query += " ORDER BY seq DESC LIMIT %s"
+            params.append(last)
+        else:
+            query += " ORDER BY seq"
+        async with self._conn("load_messages") as conn:
+            cur = await conn.execute(self._t(query), params)
+            rows = await cur.fetchall()
+        if last is not None:
+            rows.reverse()
+        return [_message_from_row(row) for row in rows]
+
+    async def update_message_status(
+        self, session_id: str, seqs: Sequence[int], status: MessageStatus
+    ) -> None:
+        if not seqs:
+            return
+        async with self._conn("update_message_status") as conn:
+            await conn.execute(
+                self._t(
+                    "UPDATE {s}.messages SET status = %s "
+                    "WHERE session_id = %s AND seq = ANY(%s)"
+                ),
+                (str(MessageStatus(status)), session_id, list(seqs)),
+            )
+
+
+def _record_json(record: SessionRecord) -> dict[str, Any]:
+    # The version lives in its own column, the single source of truth for the check.
+    return record.model_dump(mode="json", exclude={"version"})
+
+
+def _record_from_row(row: Sequence[Any]) -> SessionRecord:
+    data, version = row
+    return SessionRecord.model_validate({**data, "version": int(version)})
+
+
+def _message_from_row(row: Sequence[Any]) -> Message:
+    seq, role, content, status, usage, provider_message_id, created_at, metadata = row
+    return Message.model_validate(
+        {
+            "seq": int(seq),
+            "role": role,
+            "content": content,
+            "status": status,
+            "usage": usage,
+            "provider_message_id": provider_message_id,
+            "created_at": created_at,
+            "metadata": metadata or {},
+        }
+    )
+
+
+def _dsn_params(dsn: str) -> dict[str, Any] | None:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return None
+
+
+def _describe(dsn: str) -> str:
+    """``host:port/dbname`` of a DSN, for messages: never the user or password."""
+    params = _dsn_params(dsn)
+    if params is None:  # an unparsable DSN still must not leak into the message
+        return "<unparsable dsn>"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    port = str(params.get("port") or "5432")
+    dbname = params.get("dbname")
+    return f"{host}:{port}" + (f"/{dbname}" if dbname else "")
+
+
+def _scrub(text: str, dsn: str) -> str:
+    """Remove the password (if any) from a driver message, to be safe."""
+    password = (_dsn_params(dsn) or {}).get("password")
+    if password:
+        text = text.replace(str(password), "***")
+    return text

@@ -1,0 +1,197 @@
+"""PostgreSQL-specific behaviour: migrations, seq allocation, pagination, errors.
+
+The generic contract is covered by the conformance suite (test_pg_conformance.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from langswarm_storage_postgres import PostgresSessionStorage, PostgresStorageConfig
+from langswarm_storage_postgres.migrations import MIGRATIONS
+from pydantic import ValidationError
+
+from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+
+
+def _rec(sid: str, user: str = "u1", updated: float = 1000.0) -> SessionRecord:
+    return SessionRecord(session_id=sid, user_id=user, provider="echo", updated_at=updated)
+
+
+async def test_roundtrip_and_version_check(storage: PostgresSessionStorage) -> None:
+    rec = _rec("s1")
+    rec.metadata = {"k": [1, 2]}
+    rec.usage = Usage(input_tokens=3, output_tokens=4)
+    await storage.create_session(rec)
+    loaded = await storage.load_session("s1")
+    assert loaded == rec
+    with pytest.raises(StorageError, match="already exists"):
+        await storage.create_session(_rec("s1"))
+
+    loaded.model = "m2"
+    await storage.save_session(loaded)
+    assert loaded.version == 1
+    stale = rec.model_copy()
+    stale.version = 0
+    with pytest.raises(ConcurrencyError):
+        await storage.save_session(stale)
+    assert (await storage.load_session("s1")).model == "m2"  # type: ignore[union-attr]
+    assert await storage.delete_session("s1") is True
+    assert await storage.delete_session("s1") is False
+    assert await storage.load_session("s1") is None
+
+
+async def test_messages_tail_statuses_and_commit_turn(storage: PostgresSessionStorage) -> None:
+    await storage.create_session(_rec("s1"))
+    first = await storage.append_messages(
+        "s1", [Message(role="user", content=f"m{i}", usage=Usage(input_tokens=i))
+               for i in range(10)]
+    )
+    assert [m.seq for m in first] == list(range(1, 11))
+    pending = await storage.append_messages(
+        "s1", [Message(role="user", content="p", status=MessageStatus.PENDING)]
+    )
+    tail = await storage.load_messages("s1", last=3)
+    assert [m.content for m in tail] == ["m8", "m9", "p"]
+    committed = await storage.load_messages("s1", last=3, statuses={MessageStatus.COMMITTED})
+    assert [m.content for m in committed] == ["m7", "m8", "m9"]
+    assert committed[0].usage == Usage(input_tokens=7)
+    assert [m.seq for m in await storage.load_messages("s1", after_seq=9)] == [10, 11]
+
+    turn = await storage.commit_turn(
+        "s1", pending[0].seq,
+        [Message(role="user", content="p"), Message(role="assistant", content="r")],
+    )
+    assert [m.seq for m in turn] == [12, 13]
+    everything = await storage.load_messages("s1")
+    assert [m.seq for m in everything] == list(range(1, 11)) + [12, 13]
+    await storage.update_message_status("s1", [12], MessageStatus.FAILED)
+    assert (await storage.load_messages("s1", last=2))[0].status is MessageStatus.FAILED
+
+    with pytest.raises(SessionNotFound):
+        await storage.append_messages("nope", [Message(role="user", content="x")])
+    with pytest.raises(SessionNotFound):
+        await storage.commit_turn("nope", None, [Message(role="user", content="x")])
+    assert await storage.load_messages("nope") == []
+    assert await storage.delete_session("s1")
+    assert await storage.load_messages("s1") == []
+
+
+async def test_tail_read_uses_the_index(storage: PostgresSessionStorage, pg_dsn: str,
+                                        pg_schema: str) -> None:
+    await storage.create_session(_rec("big"))
+    for _ in range(20):
+        await storage.append_messages(
+            "big", [Message(role="user", content="x" * 10) for _ in range(100)]
+        )
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+        await conn.execute(f'ANALYZE "{pg_schema}".messages')
+        cur = await conn.execute(
+            f'EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM "{pg_schema}".messages '
+            "WHERE session_id = 'big' ORDER BY seq DESC LIMIT 5"
+        )
+        plan = (await cur.fetchone())[0][0]["Plan"]  # type: ignore[index]
+    scan = plan["Plans"][0]
+    assert "Index" in scan["Node Type"] and scan["Scan Direction"] == "Backward"
+    assert scan["Actual Rows"] == 5  # read 5 rows of 2000, not the history
+
+
+async def test_list_sessions_by_user_with_cursor(storage: PostgresSessionStorage) -> None:
+    for i in range(7):
+        await storage.create_session(_rec(f"a{i}", "alice", updated=100.0 + i))
+    await storage.create_session(_rec("b0", "bob", updated=150.0))
+    # Same updated_at: the session id breaks the tie, so pages neither skip nor repeat.
+    await storage.create_session(_rec("a7", "alice", updated=106.0))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await storage.list_sessions(user_id="alice", limit=3, cursor=cursor)
+        if not page:
+            break
+        seen += [r.session_id for r in page]
+        cursor = page[-1].session_id
+    assert seen == ["a7", "a6", "a5", "a4", "a3", "a2", "a1", "a0"]
+    everyone = await storage.list_sessions(limit=2)
+    assert [r.session_id for r in everyone] == ["b0", "a7"]
+
+
+async def test_concurrent_appends_from_many_stores(storage_factory: Callable[..., Any]) -> None:
+    stores = [storage_factory(pool_max_size=4) for _ in range(4)]
+    await stores[0].create_session(_rec("s"))
+
+    async def writer(store: PostgresSessionStorage, w: int) -> None:
+        for i in range(15):
+            await store.append_messages(
+                "s", [Message(role="user", content=f"{w}-{i}-u"),
+                      Message(role="assistant", content=f"{w}-{i}-a")]
+            )
+
+    await asyncio.gather(*(writer(s, w) for w, s in enumerate(stores) for _ in range(2)))
+    msgs = await stores[0].load_messages("s")
+    seqs = [m.seq for m in msgs]
+    assert len(msgs) == 4 * 2 * 15 * 2
+    assert seqs == sorted(set(seqs))  # type: ignore[type-var]
+    for user, reply in zip(msgs[::2], msgs[1::2], strict=True):  # each pair stays adjacent
+        assert reply.content == user.content[:-1] + "a"
+
+
+async def test_migrations_concurrent_start_and_recorded(
+    storage_factory: Callable[..., Any], pg_dsn: str, pg_schema: str
+) -> None:
+    stores = [storage_factory() for _ in range(5)]
+    await asyncio.gather(*(s.open() for s in stores))  # five "processes" start at once
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+        cur = await conn.execute(
+            f'SELECT version, name FROM "{pg_schema}".langswarm_migrations ORDER BY version'
+        )
+        assert await cur.fetchall() == [(v, n) for v, n, _ in MIGRATIONS]
+        cur = await conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'messages' ORDER BY ordinal_position",
+            (pg_schema,),
+        )
+        assert [r[0] for r in await cur.fetchall()] == [
+            "session_id", "seq", "role", "content", "status", "usage",
+            "provider_message_id", "created_at", "metadata",
+        ]
+
+
+def test_config_validation_and_secret() -> None:
+    cfg = PostgresStorageConfig.model_validate(
+        {"type": "postgres", "dsn": "postgresql://app:hunter2@db:5432/x", "schema": "app"}
+    )
+    assert cfg.schema_name == "app"
+    assert "hunter2" not in repr(cfg) and "hunter2" not in repr(PostgresSessionStorage(cfg))
+    with pytest.raises(ValidationError):
+        PostgresStorageConfig.model_validate({"dsn": "x", "bogus": 1})
+    with pytest.raises(ValidationError):
+        PostgresStorageConfig.model_validate({"dsn": "x", "schema": 'a"; drop'})
+
+
+async def test_unreachable_server_names_host_not_password() -> None:
+    store = PostgresSessionStorage(
+        dsn="postgresql://app:s3cr3t-pw@127.0.0.1:1/db", connect_timeout=2
+    )
+    with pytest.raises(StorageError) as info:
+        await store.load_session("x")
+    text = str(info.value)
+    assert "127.0.0.1:1" in text and "s3cr3t-pw" not in text
+    assert info.value.__cause__ is None or "s3cr3t-pw" not in str(info.value.__cause__)
+    await store.close()
+    await store.close()  # idempotent
+
+
+def test_registered_through_the_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    eps = [ep for ep in entry_points(group="langswarm_runtime") if ep.name == "postgres"]
+    assert [ep.value for ep in eps] == ["langswarm_storage_postgres"]
+    import langswarm_storage_postgres
+
+    registered: list[tuple[Any, ...]] = []
+    langswarm_storage_postgres.register_storages(lambda *a: registered.append(a))
+    assert registered == [("postgres", PostgresSessionStorage, PostgresStorageConfig)]
