@@ -1,0 +1,596 @@
+"""The emulator core: a loopback HTTP/1.1 server, a route table that provider modules fill,
+request recording, fault injection and in-memory server-side state.
+
+Provider modules (``openai.py``, ``anthropic.py``, ...) in this package register handlers
+with :func:`route` and their error body shape with :func:`error_shape`. Every provider is
+mounted under its own path prefix (``/openai``, ``/anthropic``, ...) because several real
+APIs share paths (OpenAI and Mistral both have ``/v1/chat/completions`` and
+``/v1/conversations``); point an SDK at ``emu.url("openai")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "FAULT_KINDS",
+    "EmulatorHTTPError",
+    "EmulatorRequest",
+    "JSONResponse",
+    "ProviderEmulator",
+    "RecordedRequest",
+    "SSEResponse",
+    "count_words",
+    "echo_reply",
+    "error_shape",
+    "main",
+    "new_id",
+    "route",
+    "serve",
+]
+
+#: Fault kinds understood by ``inject`` and the ``x-emulator-fault`` header.
+FAULT_KINDS = frozenset(
+    {"429", "500", "503", "529", "slow", "drop", "malformed", "not_found", "stream_break"}
+)
+FAULT_HEADER = "x-emulator-fault"
+_REDACTED_HEADERS = frozenset(
+    {"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie"}
+)
+_REDACTED_QUERY = frozenset({"key", "api_key", "apikey"})
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+@dataclass
+class EmulatorRequest:
+    """What a route handler receives. ``path`` is relative to the provider prefix."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    provider: str
+    match: re.Match[str]
+    emulator: ProviderEmulator
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """This provider's server-side state (conversations etc.); guarded by ``lock``."""
+        return self.emulator.provider_state(self.provider)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.emulator.lock
+
+
+@dataclass
+class JSONResponse:
+    """A JSON answer."""
+
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SSEResponse:
+    """A ``text/event-stream`` answer: ``(event, data)`` pairs; ``event`` None writes a
+    data-only event; ``data`` that is not a str is JSON-encoded."""
+
+    events: Iterable[tuple[str | None, Any]]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class EmulatorHTTPError(Exception):
+    """Raised by a handler to answer with an error in the provider's own shape."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the emulator saw it (credentials redacted)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    provider: str | None
+    fault: str | None = None
+
+
+Handler = Callable[[EmulatorRequest], "JSONResponse | SSEResponse"]
+ErrorShape = Callable[[int, str, "str | None"], Any]
+
+
+@dataclass
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    provider: str
+    handler: Handler
+
+
+_ROUTES: list[_Route] = []
+_ERROR_SHAPES: dict[str, ErrorShape] = {}
+
+
+def route(method: str, pattern: str, *, provider: str) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for ``method`` on ``/<provider><pattern>`` (pattern is a full
+    match regex on the path after the prefix; named groups land in ``request.match``)."""
+
+    def decorate(handler: Handler) -> Handler:
+        _ROUTES.append(_Route(method.upper(), re.compile(pattern), provider, handler))
+        return handler
+
+    return decorate
+
+
+def error_shape(provider: str) -> Callable[[ErrorShape], ErrorShape]:
+    """Register ``fn(status, message, code) -> body`` giving this provider's error JSON."""
+
+    def decorate(fn: ErrorShape) -> ErrorShape:
+        _ERROR_SHAPES[provider] = fn
+        return fn
+
+    return decorate
+
+
+def _default_error(status: int, message: str, code: str | None) -> Any:
+    return {"error": {"message": message, "code": code, "status": status}}
+
+
+def _load_provider_modules() -> None:
+    # Every sibling module registers its routes on import; new providers need no edit here.
+    package = __name__.rsplit(".", 1)[0]
+    path = importlib.import_module(package).__path__
+    for info in pkgutil.iter_modules(path):
+        if info.name not in ("server", "__main__") and not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def count_words(*texts: str | None) -> int:
+    """Deterministic 'token' count: whitespace-separated words."""
+    return sum(len(t.split()) for t in texts if t)
+
+
+def echo_reply(text: str, earlier: int) -> str:
+    """The reply every provider route gives: quotes the new message and says how many
+    messages the provider had before it, so tests can see replay and hydration."""
+    return f"echo: {text} [earlier messages: {earlier}]"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def word_deltas(text: str) -> list[str]:
+    """Split a reply into word-sized deltas that join back to ``text``."""
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+@dataclass
+class _Fault:
+    kind: str
+    path: re.Pattern[str] | None
+    remaining: int
+    retry_after: float | None
+    delay: float | None
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+class ProviderEmulator:
+    """Loopback server speaking the providers' wire APIs. Use as a context manager::
+
+    with ProviderEmulator() as emu:
+        client = AsyncOpenAI(base_url=emu.url("openai") + "/v1", api_key="k")
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, cached_tokens: int = 0) -> None:
+        _load_provider_modules()
+        self.host = host
+        self._port = port
+        #: Reported as cached input tokens in every usage block (capped at the input).
+        self.cached_tokens = cached_tokens
+        self.requests: list[RecordedRequest] = []
+        self.lock = threading.RLock()
+        self._faults: list[_Fault] = []
+        self._state: dict[str, dict[str, Any]] = {}
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sockets: set[socket.socket] = set()
+
+    # -- lifecycle
+    def start(self) -> ProviderEmulator:
+        if self._server is not None:
+            return self
+        handler = type("_BoundHandler", (_RequestHandler,), {"emulator": self})
+        server = _Server((self.host, self._port), handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        with self.lock:
+            sockets, self._sockets = set(self._sockets), set()
+        for sock in sockets:  # idle keep-alive connections would otherwise linger
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` (no provider prefix)."""
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, provider: str) -> str:
+        """Root URL of one provider's API, e.g. ``http://127.0.0.1:5000/openai``."""
+        return f"{self.base_url}/{provider}"
+
+    # -- state
+    def provider_state(self, provider: str) -> dict[str, Any]:
+        with self.lock:
+            return self._state.setdefault(provider, {})
+
+    def forget_conversations(self) -> None:
+        """Drop all server-side state, as if the provider lost every conversation."""
+        with self.lock:
+            for state in self._state.values():
+                state.clear()
+
+    def clear(self) -> None:
+        """Forget recorded requests and pending injected faults."""
+        with self.lock:
+            self.requests.clear()
+            self._faults.clear()
+
+    # -- faults
+    def inject(
+        self,
+        kind: str,
+        *,
+        path: str | None = None,
+        count: int = 1,
+        retry_after: float | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """Make the next ``count`` requests whose path matches ``path`` (regex, searched;
+        None = any) fail with ``kind``."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        with self.lock:
+            self._faults.append(
+                _Fault(kind, re.compile(path) if path else None, count, retry_after, delay)
+            )
+
+    def _take_fault(self, path: str, headers: dict[str, str]) -> _Fault | None:
+        kind = headers.get(FAULT_HEADER)
+        if kind:
+            if kind not in FAULT_KINDS:
+                return None
+            ra = headers.get("x-emulator-retry-after")
+            dl = headers.get("x-emulator-delay")
+            return _Fault(kind, None, 1, float(ra) if ra else None, float(dl) if dl else None)
+        with self.lock:
+            for fault in self._faults:
+                if fault.path is None or fault.path.search(path):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _dispatch(
+        self, method: str, path: str
+    ) -> tuple[_Route | None, re.Match[str] | None, str | None]:
+        for r in _ROUTES:
+            prefix = f"/{r.provider}"
+            if not path.startswith(prefix + "/"):
+                continue
+            m = r.pattern.fullmatch(path[len(prefix) :])
+            if m and r.method == method:
+                return r, m, r.provider
+        provider = path.split("/")[1] if path.count("/") >= 2 else None
+        return None, None, provider
+
+    def error_body(self, provider: str | None, status: int, message: str, code: str | None) -> Any:
+        shape = _ERROR_SHAPES.get(provider or "", _default_error)
+        return shape(status, message, code)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up mid-answer is routine here, not an error.
+        pass
+
+
+def _redact(headers: dict[str, str]) -> dict[str, str]:
+    return {k: ("<redacted>" if k in _REDACTED_HEADERS else v) for k, v in headers.items()}
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects from real APIs
+    emulator: ProviderEmulator
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests and demos read the recording instead
+
+    def setup(self) -> None:
+        super().setup()
+        with self.emulator.lock:
+            self.emulator._sockets.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.emulator.lock:
+                self.emulator._sockets.discard(self.connection)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        emu = self.emulator
+        parts = urlsplit(self.path)
+        path = parts.path
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        route_, match, provider = emu._dispatch(self.command, path)
+        fault = emu._take_fault(path, headers)
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        with emu.lock:
+            emu.requests.append(
+                RecordedRequest(
+                    method=self.command,
+                    path=path,
+                    query={
+                        k: ("<redacted>" if k in _REDACTED_QUERY else v) for k, v in query.items()
+                    },
+                    headers=_redact(headers),
+                    json=body,
+                    provider=provider,
+                    fault=fault.kind if fault else None,
+                )
+            )
+        if (
+            fault is not None
+            and fault.kind != "stream_break"
+            and self._apply_fault(fault, provider)
+        ):
+            return
+        if raw and body is None:
+            self._send_json(400, emu.error_body(provider, 400, "request body is not JSON", None))
+            return
+        if route_ is None or match is None or provider is None:
+            self._send_json(
+                404, emu.error_body(provider, 404, f"no route for {self.command} {path}", None)
+            )
+            return
+        request = EmulatorRequest(
+            self.command, path[len(provider) + 1 :], query, headers, body, provider, match, emu
+        )
+        try:
+            response = route_.handler(request)
+        except EmulatorHTTPError as err:
+            self._send_json(err.status, emu.error_body(provider, err.status, err.message, err.code))
+            return
+        broken = fault is not None and fault.kind == "stream_break"
+        if isinstance(response, SSEResponse):
+            self._send_sse(response, broken=broken)
+        else:
+            self._send_json(response.status, response.body, response.headers, broken=broken)
+
+    # -- faults: True when the fault fully answered the request
+    def _apply_fault(self, fault: _Fault, provider: str | None) -> bool:
+        emu = self.emulator
+        kind = fault.kind
+        if kind == "slow":
+            time.sleep(fault.delay if fault.delay is not None else 2.0)
+            return False
+        if kind == "drop":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return True
+        if kind == "malformed":
+            self._send_raw(200, b'{"id": "broken", "output": [', "application/json")
+            return True
+        if kind == "429":
+            ra = fault.retry_after if fault.retry_after is not None else 1.0
+            body = emu.error_body(
+                provider, 429, "Rate limit reached (emulated)", "rate_limit_exceeded"
+            )
+            self._send_json(429, body, {"retry-after": _fmt_seconds(ra)})
+            return True
+        if kind == "not_found":
+            body = emu.error_body(provider, 404, "Conversation not found (emulated)", "not_found")
+            self._send_json(404, body)
+            return True
+        status = int(kind)  # 500, 503, 529
+        body = emu.error_body(provider, status, f"Server error {status} (emulated)", "server_error")
+        self._send_json(status, body)
+        return True
+
+    # -- writers
+    def _send_raw(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        *,
+        broken: bool = False,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(payload)))
+        self.send_header("x-request-id", new_id("req_"))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if broken:  # promise the whole body, deliver half, hang up
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self._hang_up()
+            return
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+    def _send_json(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        broken: bool = False,
+    ) -> None:
+        payload = json.dumps(body).encode()
+        self._send_raw(status, payload, "application/json", headers, broken=broken)
+
+    def _send_sse(self, response: SSEResponse, *, broken: bool) -> None:
+        events = list(response.events)
+        if broken:  # stop mid-way: roughly half the events, then no terminating chunk
+            events = events[: max(1, len(events) // 2)]
+        self.send_response(response.status)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("x-request-id", new_id("req_"))
+        for k, v in response.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        for event, data in events:
+            text = data if isinstance(data, str) else json.dumps(data)
+            frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
+            chunk = frame.encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+        if broken:
+            self._hang_up()
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+# ---------------------------------------------------------------------------- by hand
+
+
+def iter_routes() -> Iterator[tuple[str, str, str]]:
+    """``(provider, method, pattern)`` of every registered route."""
+    _load_provider_modules()
+    for r in _ROUTES:
+        yield r.provider, r.method, r.pattern.pattern
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = 8080, *, print_fn: Callable[[str], None] = print
+) -> None:
+    """Run the emulator in the foreground until Ctrl-C (for offline demos)."""
+    emu = ProviderEmulator(host, port).start()
+    print_fn(f"provider emulator listening on {emu.base_url}")
+    for provider in sorted({p for p, _, _ in iter_routes()}):
+        print_fn(f"  {provider}: {emu.url(provider)}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m langswarm_runtime.testing.emulator [--host H] [--port N]``."""
+    parser = argparse.ArgumentParser(prog="langswarm-run emulator", description=serve.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    serve(args.host, args.port)
+    return 0
