@@ -1,0 +1,183 @@
+"""langswarm-run as a user runs it: a real process, real config files, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "LANGSWARM_LOAD_PLUGINS": "", "PYTHONPATH": str(ROOT)}
+    full_env.pop("LANGSWARM_CONFIG", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "langswarm_runtime.cli", *args],
+        cwd=cwd, env=full_env, input=stdin if stdin is not None else "",
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "swarm.yaml"
+    path.write_text(
+        "version: 1\n"
+        "storage: {type: sqlite, path: chat.db}\n"
+        "defaults: {provider: local, user_id: alice}\n"
+        "providers:\n"
+        "  local: {type: echo}\n"
+        "  broken: {type: echo, fail: true}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_one_turn_then_resume(cfg: Path) -> None:
+    first = run("--config", str(cfg), "-m", "hello there", cwd=cfg.parent)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "echo: hello there [earlier messages: 0]"
+    sid = first.stderr.split("session: ")[1].split()[0]
+    second = run("--config", str(cfg), "--session", sid, "-m", "again", "--json", cwd=cfg.parent)
+    assert second.returncode == 0, second.stderr
+    data = json.loads(second.stdout)
+    assert data["session_id"] == sid
+    assert data["content"] == "echo: again [earlier messages: 2]"
+    assert data["usage"]["output_tokens"] > 0
+
+
+def test_stdin_lines_are_messages_and_history_command(cfg: Path) -> None:
+    result = run("--config", str(cfg), "--json", cwd=cfg.parent, stdin="one\ntwo\n/history\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    turns = [json.loads(line) for line in lines[:2]]
+    assert [t["content"] for t in turns] == [
+        "echo: one [earlier messages: 0]",
+        "echo: two [earlier messages: 2]",
+    ]
+    assert lines[2:] and "user: one" in lines[2]
+
+
+def test_unknown_or_foreign_session_exits_4(cfg: Path) -> None:
+    result = run("--config", str(cfg), "--session", "ses_missing", "-m", "x", cwd=cfg.parent)
+    assert result.returncode == 4
+    assert "not found" in one_line_error(result)
+    made = run("--config", str(cfg), "--json", "-m", "mine", cwd=cfg.parent)
+    sid = json.loads(made.stdout)["session_id"]
+    foreign = run("--config", str(cfg), "--user", "mallory", "--session", sid, "-m", "x",
+                  cwd=cfg.parent)
+    assert foreign.returncode == 4
+    shown = run("--config", str(cfg), "--user", "mallory", "sessions", "show", sid,
+                cwd=cfg.parent)
+    assert shown.returncode == 4
+
+
+def test_provider_failure_exits_3(cfg: Path) -> None:
+    result = run("--config", str(cfg), "--provider", "broken", "-m", "x", cwd=cfg.parent)
+    assert result.returncode == 3
+    assert "broken" in one_line_error(result)
+
+
+@pytest.mark.parametrize("body", ["version: 1\nstorage: [unclosed\n", "version: 1\nbogus: 1\n"])
+def test_bad_config_exits_2_with_file_name(tmp_path: Path, body: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(body, encoding="utf-8")
+    result = run("--config", str(path), "-m", "x", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "bad.yaml" in one_line_error(result)
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_missing_explicit_config_exits_2(tmp_path: Path) -> None:
+    result = run("--config", str(tmp_path / "nope.yaml"), "-m", "x", cwd=tmp_path)
+    assert result.returncode == 2
+    one_line_error(result)
+
+
+def test_empty_message_exits_2_and_stores_nothing(cfg: Path) -> None:
+    result = run("--config", str(cfg), "-m", "   ", cwd=cfg.parent)
+    assert result.returncode == 2
+    assert "empty" in one_line_error(result)
+    rows = sqlite3.connect(cfg.parent / "chat.db").execute("select count(*) from messages")
+    assert rows.fetchone() == (0,)
+
+
+def test_usage_error_exits_2(cfg: Path) -> None:
+    result = run("--config", str(cfg), "--backend", "sideways", cwd=cfg.parent)
+    assert result.returncode == 2
+
+
+def test_sessions_commands(cfg: Path) -> None:
+    made = run("--config", str(cfg), "--json", cwd=cfg.parent, stdin="a\nb\n")
+    sid = json.loads(made.stdout.splitlines()[0])["session_id"]
+    listed = run("--config", str(cfg), "sessions", "list", cwd=cfg.parent)
+    assert sid in listed.stdout
+    shown = run("--config", str(cfg), "sessions", "show", sid, cwd=cfg.parent)
+    assert shown.returncode == 0 and "usage:" in shown.stdout and "echo: b" in shown.stdout
+    jsonl = run("--config", str(cfg), "sessions", "export", sid, cwd=cfg.parent)
+    rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [r["role"] for r in rows] == ["user", "assistant", "user", "assistant"]
+    md = run("--config", str(cfg), "sessions", "export", sid, "--format", "markdown",
+             cwd=cfg.parent)
+    assert md.stdout.startswith(f"# Session {sid}") and "## assistant" in md.stdout
+    deleted = run("--config", str(cfg), "sessions", "delete", sid, cwd=cfg.parent)
+    assert deleted.returncode == 0
+    again = run("--config", str(cfg), "sessions", "show", sid, cwd=cfg.parent)
+    assert again.returncode == 4
+
+
+def test_config_commands_redact_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "swarm.yaml"
+    path.write_text(
+        "version: 1\nstorage: {type: memory}\ndefaults: {provider: local}\n"
+        "providers:\n  local: {type: echo, api_key: ${MY_KEY}}\n",
+        encoding="utf-8",
+    )
+    env = {"MY_KEY": "sk-very-secret-value"}
+    ok = run("--config", str(path), "config", "validate", cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stderr
+    shown = run("--config", str(path), "config", "show", cwd=tmp_path, env=env)
+    assert shown.returncode == 0
+    assert "sk-very-secret-value" not in shown.stdout and "local" in shown.stdout
+    unset = run("--config", str(path), "config", "validate", cwd=tmp_path)
+    assert unset.returncode == 2 and "MY_KEY" in one_line_error(unset)
+    schema = run("--config", str(path), "config", "schema", cwd=tmp_path, env=env)
+    assert "properties" in json.loads(schema.stdout)
+
+
+def test_plugins_lists_builtins(cfg: Path) -> None:
+    result = run("--config", str(cfg), "plugins", "--all", cwd=cfg.parent)
+    assert result.returncode == 0, result.stderr
+    for name in ("echo", "sqlite", "memory"):
+        assert name in result.stdout
+
+
+def test_one_turn_imports_no_provider_sdk(cfg: Path) -> None:
+    code = (
+        "import sys\nfrom langswarm_runtime.cli import main\n"
+        f"rc = main(['--config', {str(cfg)!r}, '-m', 'hi'])\n"
+        "sdks = [m for m in ('openai', 'anthropic', 'google.genai', 'cohere', 'mistralai',"
+        " 'httpx') if m in sys.modules]\n"
+        "print('SDKS', sdks)\nsys.exit(rc)\n"
+    )
+    env = {**os.environ, "LANGSWARM_LOAD_PLUGINS": "", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=cfg.parent, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "SDKS []" in result.stdout
