@@ -1,0 +1,600 @@
+"""The plugin manager: finds plugins, runs their registration hooks, keeps the registries.
+
+Built-in providers, storages and middlewares are plugins like any other: the
+``langswarm-runtime`` distribution declares them as entry points in the ``langswarm_runtime``
+group, exactly as a third-party package does. When that metadata is missing (running from a
+source tree without installing), ``DEFAULT_PLUGINS`` lists the same modules.
+
+Environment:
+
+- ``LANGSWARM_LOAD_PLUGINS``: unset loads every installed plugin; ``""`` loads none; a
+  comma list loads only the plugins whose entry-point or distribution name is listed.
+  Built-ins always load (turn them off with ``disabled``).
+- ``LANGSWARM_TRACE_PLUGINS=1``: print every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from langswarm_runtime import hookspecs
+from langswarm_runtime.errors import ConfigError, LangSwarmError, PluginError
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "DISTRIBUTION",
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "KNOWN_EXTERNAL",
+    "PluginInfo",
+    "PluginManager",
+    "PluginType",
+    "Registry",
+    "await_me_maybe",
+    "format_validation_error",
+    "join_path",
+    "scrub",
+]
+
+#: Entry-point group every plugin, built-in or third-party, is declared in.
+ENTRY_POINT_GROUP = "langswarm_runtime"
+#: Our own distribution: its entry points are the built-ins.
+DISTRIBUTION = "langswarm-runtime"
+
+#: Built-in plugin modules; must list the same modules as pyproject's entry points
+#: (a test checks). Used when the distribution's metadata is missing.
+DEFAULT_PLUGINS: list[str] = [
+    "langswarm_runtime.providers.echo",
+    "langswarm_runtime.session.storage.memory",
+    "langswarm_runtime.session.storage.sqlite",
+]
+
+#: Type names served by packages we know of but do not ship: (kind, type) -> package.
+KNOWN_EXTERNAL: dict[tuple[str, str], str] = {
+    ("storage", "redis"): "langswarm-storage-redis",
+    ("storage", "postgres"): "langswarm-storage-postgres",
+    ("storage", "postgresql"): "langswarm-storage-postgres",
+}
+
+#: kind -> registration hook.
+KINDS: dict[str, str] = {
+    "provider": "register_providers",
+    "storage": "register_storages",
+    "middleware": "register_middlewares",
+}
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """Await ``value`` if it is awaitable (hooks may be sync or async)."""
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _normalize(name: str) -> str:
+    """Distribution-style normalisation, so ``my_plugin`` matches ``My-Plugin``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def format_validation_error(
+    exc: ValidationError, key_path: str = "", model: type[BaseModel] | None = None
+) -> tuple[str, str]:
+    """One-line message and key path for a pydantic error.
+
+    Built from the error type and location only: pydantic's own text echoes the input,
+    which may be a secret. ``model`` (the validated model) lets an unknown key list the
+    allowed ones.
+    """
+    errors = exc.errors(include_input=False, include_url=False)
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    path = join_path(key_path, *loc)
+    if first["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}" if loc else "unknown key"
+        allowed = _fields_at(model, loc[:-1]) if model is not None else None
+        if allowed:
+            msg += f" (allowed: {', '.join(allowed)})"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        msg = str(first.get("msg", "invalid value"))
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+    return msg, path
+
+
+def join_path(base: str, *parts: object) -> str:
+    """``join_path("providers", "claude", "middleware", 0)`` -> ``providers.claude.middleware[0]``."""
+    out = base
+    for part in parts:
+        text = str(part)
+        if isinstance(part, int) or text.isdigit():
+            out += f"[{text}]"
+        else:
+            out = f"{out}.{text}" if out else text
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str] | None:
+    # Follow nested models along the error location to list the keys allowed there.
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        current = fields[part].annotation
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return None
+
+
+def _secret_values(obj: Any) -> Iterator[str]:
+    if isinstance(obj, SecretStr):
+        value = obj.get_secret_value()
+        if value:
+            yield value
+    elif isinstance(obj, BaseModel):
+        for name in type(obj).model_fields:
+            yield from _secret_values(getattr(obj, name, None))
+    elif isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _secret_values(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            yield from _secret_values(v)
+
+
+def scrub(text: str, config: Any) -> str:
+    """``text`` with every secret value found in ``config`` masked."""
+    for secret in _secret_values(config):
+        text = text.replace(secret, "**********")
+    return text
+
+
+@dataclass(frozen=True)
+class PluginType:
+    """One registered type: what ``type: <name>`` means in a config block of ``kind``."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    config_model: type[BaseModel] | None
+    #: Name of the plugin that registered it.
+    plugin: str
+    package: str | None = None
+    version: str | None = None
+
+
+class Registry:
+    """The registered types of one kind (providers, storages or middlewares)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._types: dict[str, PluginType] = {}
+        #: Names of disabled plugins, mentioned when a type is unknown.
+        self.disabled: list[str] = []
+
+    def get(self, name: str) -> PluginType | None:
+        """The type registered as ``name``, or None."""
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        """Registered type names, sorted."""
+        return sorted(self._types)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[PluginType]:
+        return iter(self._types.values())
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def _add(self, item: PluginType) -> None:
+        taken = self._types.get(item.name)
+        if taken is not None:
+            raise PluginError(
+                f"plugin {item.plugin!r} (package {item.package or 'unknown'}) registers"
+                f" {self.kind} type {item.name!r}, which plugin {taken.plugin!r}"
+                f" (package {taken.package or 'unknown'}) already registered"
+            )
+        self._types[item.name] = item
+
+    def unknown(self, name: str, *, key_path: str = "") -> ConfigError:
+        """The error for a type nobody registered: lists the known ones, hints installs."""
+        msg = f"unknown {self.kind} type {name!r}; known: {', '.join(self.names()) or 'none'}"
+        package = KNOWN_EXTERNAL.get((self.kind, name))
+        if package:
+            msg += f"; to use {name!r}: pip install {package}"
+        if self.disabled:
+            msg += f" (disabled plugins: {', '.join(sorted(self.disabled))})"
+        return ConfigError(msg, key_path=key_path or None)
+
+    def require(self, name: str, *, key_path: str = "") -> PluginType:
+        """The type registered as ``name``; ``ConfigError`` naming the known ones if none."""
+        item = self._types.get(name)
+        if item is None:
+            raise self.unknown(name, key_path=key_path)
+        return item
+
+    def validate(
+        self,
+        name: str,
+        options: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        key_path: str = "",
+    ) -> BaseModel | None:
+        """Validate a block's options with the type's config model.
+
+        A ``type`` key in ``options`` is accepted and dropped unless the model has that
+        field. Errors are ``ConfigError`` with the key path; they never echo values.
+        """
+        item = self.require(name, key_path=key_path)
+        model = item.config_model
+        if isinstance(options, BaseModel):
+            if model is not None and isinstance(options, model):
+                return options
+            options = options.model_dump()
+        data = dict(options or {})
+        if model is None:
+            data.pop("type", None)
+            if data:
+                raise ConfigError(
+                    f"{self.kind} type {name!r} takes no options, got: {', '.join(sorted(data))}",
+                    key_path=key_path or None,
+                )
+            return None
+        if "type" not in model.model_fields:
+            data.pop("type", None)
+        elif data.get("type") is None:
+            data["type"] = name
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            msg, path = format_validation_error(exc, key_path, model)
+            raise ConfigError(msg, key_path=path or None) from None
+
+    def create(
+        self,
+        name: str,
+        options: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        key_path: str = "",
+    ) -> Any:
+        """Validate ``options`` and build the instance: ``factory(config)`` or ``factory()``.
+
+        A factory failing with anything but a ``LangSwarmError`` becomes a ``PluginError``
+        naming the plugin (with secret values masked).
+        """
+        item = self.require(name, key_path=key_path)
+        config = self.validate(name, options, key_path=key_path)
+        try:
+            return item.factory() if config is None else item.factory(config)
+        except LangSwarmError:
+            raise
+        except Exception as exc:
+            detail = scrub(f"{type(exc).__name__}: {exc}", config)
+            raise PluginError(
+                f"{self.kind} type {name!r} (plugin {item.plugin!r}) failed to start: {detail}"
+            ) from exc
+
+
+@dataclass
+class PluginInfo:
+    """What ``langswarm-run plugins`` shows about one plugin."""
+
+    name: str
+    package: str | None
+    version: str | None
+    builtin: bool
+    module: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    #: What it registered, as ``kind:type`` (e.g. ``storage:sqlite``).
+    types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Source:
+    name: str
+    module: str
+    package: str | None
+    version: str | None
+    builtin: bool
+    entry_point: metadata.EntryPoint | None = None
+
+
+class PluginManager:
+    """Loads plugins and builds the provider, storage and middleware registries.
+
+    ``disabled``: plugin names (entry-point name, module or distribution) to skip,
+    built-ins included. ``load_entrypoints=False`` loads built-ins only. ``environ``
+    defaults to ``os.environ`` (for ``LANGSWARM_LOAD_PLUGINS`` and
+    ``LANGSWARM_TRACE_PLUGINS``).
+    """
+
+    def __init__(
+        self,
+        *,
+        disabled: Iterable[str] = (),
+        load_entrypoints: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.disabled = [d for d in disabled]
+        self._disabled_keys = {_normalize(d) for d in self.disabled}
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.providers = Registry("provider")
+        self.storages = Registry("storage")
+        self.middlewares = Registry("middleware")
+        self._sources: dict[str, _Source] = {}
+        self._skipped: list[str] = []
+        self._trace = env.get("LANGSWARM_TRACE_PLUGINS", "") not in ("", "0")
+        if self._trace:
+            self.pm.add_hookcall_monitoring(self._trace_before, self._trace_after)
+        for source in self._builtin_sources():
+            self._load(source)
+        if load_entrypoints:
+            allow = env.get("LANGSWARM_LOAD_PLUGINS")
+            for source in self._entrypoint_sources(allow):
+                self._load(source)
+        self._check_pending()
+        self.rebuild()
+
+    # -- registries ----------------------------------------------------------------------
+    def registry(self, kind: str) -> Registry:
+        """The registry of ``kind``: ``provider``, ``storage`` or ``middleware``."""
+        try:
+            return {"provider": self.providers, "storage": self.storages,
+                    "middleware": self.middlewares}[kind]
+        except KeyError:
+            raise ValueError(f"unknown plugin kind {kind!r}") from None
+
+    def rebuild(self) -> None:
+        """Rebuild the registries from the registration hooks of every loaded plugin."""
+        for kind, hook_name in KINDS.items():
+            registry = Registry(kind)
+            registry.disabled = list(self._skipped)
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                self._call_register(kind, hook_name, impl, registry)
+            setattr(self, kind + "s", registry)
+
+    def _call_register(
+        self, kind: str, hook_name: str, impl: Any, registry: Registry
+    ) -> None:
+        # Called one implementation at a time, so each type is credited to its plugin.
+        plugin = impl.plugin_name
+        source = self._sources.get(plugin)
+
+        def register(
+            type_name: str,
+            factory: Callable[..., Any],
+            config_model: type[BaseModel] | None = None,
+        ) -> None:
+            self._check_registration(plugin, kind, type_name, factory, config_model)
+            registry._add(PluginType(
+                kind=kind, name=type_name, factory=factory, config_model=config_model,
+                plugin=plugin, package=source.package if source else None,
+                version=source.version if source else None,
+            ))
+
+        kwargs = {"register": register}
+        if self._trace:
+            print(f"langswarm plugin hook: {hook_name} -> {plugin}", file=sys.stderr)
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except LangSwarmError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {plugin!r} ({self._package_of(plugin)}) failed in {hook_name}:"
+                f" {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _check_registration(
+        self, plugin: str, kind: str, type_name: Any, factory: Any, config_model: Any
+    ) -> None:
+        where = f"plugin {plugin!r} ({self._package_of(plugin)})"
+        if not isinstance(type_name, str) or not type_name:
+            raise PluginError(f"{where} registered a {kind} with an empty or non-string name")
+        if not callable(factory):
+            raise PluginError(f"{where}: factory of {kind} {type_name!r} is not callable")
+        if config_model is not None and not (
+            isinstance(config_model, type) and issubclass(config_model, BaseModel)
+        ):
+            raise PluginError(
+                f"{where}: config model of {kind} {type_name!r} is not a pydantic model"
+            )
+        if kind == "provider" and config_model is not None:
+            from langswarm_runtime.providers.base import ProviderConfig
+
+            if not issubclass(config_model, ProviderConfig):
+                raise PluginError(
+                    f"{where}: config model of provider {type_name!r} must subclass"
+                    " langswarm_runtime.providers.base.ProviderConfig"
+                )
+
+    # -- loading -------------------------------------------------------------------------
+    def _builtin_sources(self) -> list[_Source]:
+        try:
+            dist = metadata.distribution(DISTRIBUTION)
+        except metadata.PackageNotFoundError:
+            dist = None
+        eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP] if dist else []
+        if dist is None or not eps:
+            return [
+                _Source(m.rsplit(".", 1)[-1], m, DISTRIBUTION, None, True)
+                for m in DEFAULT_PLUGINS
+            ]
+        return [
+            _Source(ep.name, ep.value, DISTRIBUTION, dist.version, True, ep) for ep in eps
+        ]
+
+    def _entrypoint_sources(self, allow: str | None) -> list[_Source]:
+        if allow is not None and not allow.strip():
+            return []
+        wanted = None if allow is None else {_normalize(a) for a in allow.split(",") if a.strip()}
+        sources: dict[str, _Source] = {}
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            package = dist.name if dist is not None else None
+            if package and _normalize(package) == DISTRIBUTION:
+                continue  # built-ins, loaded already
+            if wanted is not None and not (
+                _normalize(ep.name) in wanted or (package and _normalize(package) in wanted)
+            ):
+                continue
+            version = dist.version if dist is not None else None
+            # The same distribution can be visible twice on sys.path: first one wins.
+            sources.setdefault(ep.name, _Source(ep.name, ep.value, package, version, False, ep))
+        return list(sources.values())
+
+    def _is_disabled(self, source: _Source) -> bool:
+        keys = {source.name, source.module, source.module.rsplit(".", 1)[-1]}
+        if source.package and not source.builtin:
+            keys.add(source.package)
+        return any(_normalize(k) in self._disabled_keys for k in keys)
+
+    def _load(self, source: _Source) -> None:
+        if self._is_disabled(source):
+            self._skipped.append(source.name)
+            return
+        label = f"{source.package or 'unknown package'}"
+        if source.version:
+            label += f" {source.version}"
+        try:
+            obj = source.entry_point.load() if source.entry_point else importlib.import_module(
+                source.module
+            )
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {source.name!r} from package {label} failed to import"
+                f" ({source.module}): {type(exc).__name__}: {exc}"
+            ) from exc
+        if source.name in self._sources or self.pm.has_plugin(source.name):
+            other = self._sources.get(source.name)
+            raise PluginError(
+                f"plugin {source.name!r} from package {label} has the same name as the one"
+                f" from package {other.package if other else 'unknown'}"
+            )
+        self._sources[source.name] = source
+        self.register(obj, name=source.name, _rebuild=False)
+
+    def register(self, plugin: object, name: str | None = None, *, _rebuild: bool = True) -> str:
+        """Register a plugin object (a module or any object with hookimpls) by hand.
+
+        Tests and embedding code use it; the registries are rebuilt.
+        """
+        plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        if plugin_name not in self._sources:
+            self._sources[plugin_name] = _Source(
+                plugin_name, getattr(plugin, "__name__", plugin_name), None, None, False
+            )
+        try:
+            self.pm.register(plugin, name=plugin_name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(
+                f"plugin {plugin_name!r} ({self._package_of(plugin_name)}) cannot be"
+                f" registered: {exc}"
+            ) from exc
+        if _rebuild:
+            self._check_pending()
+            self.rebuild()
+        return plugin_name
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin by name and rebuild the registries."""
+        self.pm.unregister(name=name)
+        self._sources.pop(name, None)
+        self.rebuild()
+
+    def _check_pending(self) -> None:
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            raise PluginError(
+                f"plugin {name!r} ({self._package_of(name)}): {exc}"
+            ) from exc
+
+    def _package_of(self, name: str) -> str:
+        source = self._sources.get(name)
+        if source is None or source.package is None:
+            return "package unknown"
+        return f"package {source.package}" + (f" {source.version}" if source.version else "")
+
+    # -- introspection -------------------------------------------------------------------
+    def plugins(self, *, include_builtin: bool = True) -> list[PluginInfo]:
+        """Loaded plugins, built-ins first, with what each registered."""
+        infos: list[PluginInfo] = []
+        for plugin in self.pm.get_plugins():
+            name = self.pm.get_name(plugin)
+            if name is None:
+                continue
+            source = self._sources.get(name)
+            builtin = bool(source and source.builtin)
+            if builtin and not include_builtin:
+                continue
+            types = [
+                f"{kind}:{t.name}"
+                for kind in KINDS
+                for t in sorted(self.registry(kind), key=lambda t: t.name)
+                if t.plugin == name
+            ]
+            hooks = sorted(h.name for h in (self.pm.get_hookcallers(plugin) or []))
+            infos.append(PluginInfo(
+                name=name,
+                package=source.package if source else None,
+                version=source.version if source else None,
+                builtin=builtin,
+                module=source.module if source else getattr(plugin, "__name__", None),
+                hooks=hooks,
+                types=types,
+            ))
+        infos.sort(key=lambda i: (not i.builtin, i.name))
+        return infos
+
+    @property
+    def skipped(self) -> list[str]:
+        """Plugins found but not loaded because they are disabled."""
+        return list(self._skipped)
+
+    # -- lifecycle hooks -----------------------------------------------------------------
+    async def startup(self, runtime: Any) -> None:
+        """Call every ``startup`` hook, awaiting those that return awaitables."""
+        for result in self.pm.hook.startup(runtime=runtime):
+            await await_me_maybe(result)
+
+    async def shutdown(self, runtime: Any) -> None:
+        """Call every ``shutdown`` hook, awaiting those that return awaitables."""
+        for result in self.pm.hook.shutdown(runtime=runtime):
+            await await_me_maybe(result)
+
+    # -- tracing -------------------------------------------------------------------------
+    def _trace_before(self, hook_name: str, hook_impls: Any, kwargs: Mapping[str, Any]) -> None:
+        names = ", ".join(i.plugin_name for i in hook_impls)
+        print(f"langswarm plugin hook: {hook_name}({', '.join(kwargs)}) -> [{names}]",
+              file=sys.stderr)
+
+    def _trace_after(self, outcome: Any, hook_name: str, hook_impls: Any,
+                     kwargs: Mapping[str, Any]) -> None:
+        exc = getattr(outcome, "exception", None)
+        if exc is not None:
+            print(f"langswarm plugin hook: {hook_name} raised {type(exc).__name__}",
+                  file=sys.stderr)
+
