@@ -58,6 +58,9 @@ DEFAULT_PLUGINS: list[str] = [
     "langswarm_runtime.providers.echo",
     "langswarm_runtime.session.storage.memory",
     "langswarm_runtime.session.storage.sqlite",
+    "langswarm_runtime.middleware.pii",
+    "langswarm_runtime.middleware.validation",
+    "langswarm_runtime.middleware.audit",
 ]
 
 #: Type names served by packages we know of but do not ship: (kind, type) -> package.
