@@ -217,8 +217,8 @@ class PostgresSessionStorage(ISessionStorage):
         limit: int = 50,
         cursor: str | None = None,
     ) -> list[SessionRecord]:
-        if limit <= 0:
-            return []
+        if limit < 0:
+            raise StorageError(f"limit must be >= 0, got {limit}")
         where: list[str] = []
         params: list[Any] = []
         if user_id is not None:
@@ -235,6 +235,12 @@ class PostgresSessionStorage(ISessionStorage):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         params.append(limit)
         async with self._conn("list_sessions") as conn:
+            if cursor is not None:
+                cur = await conn.execute(
+                    self._t("SELECT 1 FROM {s}.sessions WHERE session_id = %s"), (cursor,)
+                )
+                if await cur.fetchone() is None:
+                    raise StorageError(f"unknown cursor: {cursor}")
             cur = await conn.execute(
                 self._t(
                     f"SELECT {_RECORD_COLUMNS} FROM {{s}}.sessions {clause} "
@@ -282,7 +288,10 @@ class PostgresSessionStorage(ISessionStorage):
             first = int(row[0]) - len(messages)
             if pending_seq is not None:
                 await conn.execute(
-                    self._t("DELETE FROM {s}.messages WHERE session_id = %s AND seq = %s"),
+                    self._t(
+                        "DELETE FROM {s}.messages WHERE session_id = %s AND seq = %s "
+                        "AND status <> 'committed'"
+                    ),
                     (session_id, pending_seq),
                 )
             stored = [m.model_copy(update={"seq": first + i}) for i, m in enumerate(messages)]
@@ -310,7 +319,9 @@ class PostgresSessionStorage(ISessionStorage):
         after_seq: int | None = None,
         statuses: Collection[MessageStatus] | None = None,
     ) -> list[Message]:
-        if last is not None and last <= 0:
+        if last is not None and last < 0:
+            raise StorageError(f"last must be >= 0, got {last}")
+        if last == 0:
             return []
         where = ["session_id = %s"]
         params: list[Any] = [session_id]

@@ -1,0 +1,136 @@
+"""Lua scripts: each runs atomically on the server, so concurrent writers on any host
+see a session change all at once or not at all.
+
+Message members are JSON objects that always begin ``{"seq":N,"status":"S",``: the
+client sends the body after the status, and the scripts prepend the seq (assigned
+here, from the session's ``next_seq`` counter) and rewrite the status in place, so
+they never need to decode or re-encode a message.
+"""
+
+from __future__ import annotations
+
+__all__ = ["APPEND", "CREATE", "DELETE", "LIST", "SAVE", "SET_STATUS", "TAIL"]
+
+# KEYS: session, all-index, user-index. ARGV: record, user_id, updated_at, version,
+# session_id, ttl (0 = none). Returns 0 if the id is taken.
+CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'user_id', ARGV[2],
+           'updated_at', ARGV[3], 'version', ARGV[4], 'next_seq', 1)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+# KEYS: session, messages, all-index, user-index. ARGV: record, user_id, updated_at,
+# expected version, session_id, ttl, user-index key of the stored user (if it changed).
+# Returns {new version} or {-1} (missing) or {-2, stored version}.
+SAVE = """
+local cur = redis.call('HMGET', KEYS[1], 'version', 'user_id')
+if not cur[1] then return {-1} end
+if cur[1] ~= ARGV[4] then return {-2, cur[1]} end
+local version = tonumber(cur[1]) + 1
+redis.call('HSET', KEYS[1], 'record', ARGV[1], 'user_id', ARGV[2],
+           'updated_at', ARGV[3], 'version', version)
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
+if cur[2] ~= ARGV[2] then redis.call('ZREM', ARGV[7] .. cur[2], ARGV[5]) end
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return {version}
+"""
+
+# KEYS: session, messages, all-index. ARGV: session_id, user-index key prefix.
+# Returns 1 if the session existed.
+DELETE = """
+local uid = redis.call('HGET', KEYS[1], 'user_id')
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if not uid then return 0 end
+redis.call('ZREM', ARGV[2] .. uid, ARGV[1])
+return 1
+"""
+
+# KEYS: session, messages. ARGV: pending seq ('' = none), ttl, bodies...
+# Removes the pending placeholder unless it is committed, then appends the bodies with
+# consecutive seqs. Returns the first seq, or -1 if the session does not exist.
+APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[1] ~= '' then
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], ARGV[1])) do
+    if not string.find(m, '^{"seq":%-?%d+,"status":"committed"') then
+      redis.call('ZREM', KEYS[2], m)
+    end
+  end
+end
+local n = #ARGV - 2
+local after = redis.call('HINCRBY', KEYS[1], 'next_seq', n)
+local first = after - n
+for i = 1, n do
+  local seq = first + i - 1
+  redis.call('ZADD', KEYS[2], seq, '{"seq":' .. seq .. ',' .. ARGV[i + 2])
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return first
+"""
+
+# KEYS: messages. ARGV: status, seqs...
+SET_STATUS = """
+for i = 2, #ARGV do
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])) do
+    local seq, rest = string.match(m, '^{"seq":(%-?%d+),"status":"%a+",(.*)$')
+    if rest then
+      redis.call('ZREM', KEYS[1], m)
+      redis.call('ZADD', KEYS[1], seq,
+                 '{"seq":' .. seq .. ',"status":"' .. ARGV[1] .. '",' .. rest)
+    end
+  end
+end
+return 1
+"""
+
+# KEYS: messages. ARGV: n, lowest score (exclusive form '(S' or '-inf'), statuses...
+# The newest n messages with one of the statuses, newest first. Walks back in batches,
+# so it reads about n members when few are filtered out, never the whole history.
+TAIL = """
+local want = {}
+for i = 3, #ARGV do want[ARGV[i]] = true end
+local n = tonumber(ARGV[1])
+local out = {}
+local top = '+inf'
+local batch = math.max(n, 16)
+while #out < n do
+  local ms = redis.call('ZREVRANGEBYSCORE', KEYS[1], top, ARGV[2],
+                        'WITHSCORES', 'LIMIT', 0, batch)
+  for i = 1, #ms, 2 do
+    if want[string.match(ms[i], '^{"seq":%-?%d+,"status":"(%a+)"')] then
+      out[#out + 1] = ms[i]
+      if #out >= n then break end
+    end
+    top = '(' .. ms[i + 1]
+  end
+  if #ms < batch * 2 then break end
+end
+return out
+"""
+
+# KEYS: index. ARGV: cursor ('' = first page), limit. Session ids, newest first;
+# false if the cursor is not in the index.
+LIST = """
+local start = 0
+if ARGV[1] ~= '' then
+  local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+  if not rank then return false end
+  start = rank + 1
+end
+return redis.call('ZREVRANGE', KEYS[1], start, start + tonumber(ARGV[2]) - 1)
+"""

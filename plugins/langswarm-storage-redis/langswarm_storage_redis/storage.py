@@ -1,0 +1,323 @@
+"""``RedisSessionStorage``: redis-py's asyncio client, atomic writes through Lua scripts.
+
+Key layout (``P`` is ``key_prefix``, default ``langswarm:``)::
+
+    P session:<session_id>          hash: record (JSON), user_id, updated_at, version,
+                                    next_seq (the per-session seq counter)
+    P messages:<session_id>         sorted set: score = seq, member = message JSON
+    P user:<user_id>                sorted set: score = updated_at, member = session_id
+    P sessions                      sorted set: every session, score = updated_at
+
+With ``ttl_seconds`` the session hash and its messages expire together, refreshed on
+every write; index entries of expired sessions are dropped lazily by ``list_sessions``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_storage_redis import scripts
+from langswarm_storage_redis.config import RedisStorageConfig
+
+__all__ = ["RedisSessionStorage"]
+
+
+class RedisSessionStorage(ISessionStorage):
+    """Sessions in Redis, shared safely by many processes on many hosts.
+
+    ``RedisSessionStorage(url="redis://localhost:6379/0")`` in code, or
+    ``storage: {type: redis, url: ...}`` in swarm.yaml. Connects on first use (or on
+    ``await storage.open()``).
+    """
+
+    def __init__(self, config: RedisStorageConfig | None = None, /, **options: Any) -> None:
+        if config is None:
+            config = RedisStorageConfig(**options)
+        elif options:
+            raise TypeError("pass either a RedisStorageConfig or keyword options")
+        self.config = config
+        self._p = config.key_prefix
+        self._ttl = config.ttl_seconds or 0
+        self._where = _describe(config.url.get_secret_value())
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisSessionStorage({self._where}, key_prefix={self._p!r})"
+
+    # -- keys --------------------------------------------------------------------------
+
+    def _k_session(self, sid: str) -> str:
+        return f"{self._p}session:{sid}"
+
+    def _k_messages(self, sid: str) -> str:
+        return f"{self._p}messages:{sid}"
+
+    def _k_user(self, uid: str) -> str:
+        return f"{self._p}user:{uid}"
+
+    @property
+    def _k_all(self) -> str:
+        return f"{self._p}sessions"
+
+    # -- connection --------------------------------------------------------------------
+
+    def _get_client(self) -> Any:
+        if self._closed:
+            raise StorageError(f"{self!r} is closed")
+        if self._client is None:
+            import redis.asyncio as aioredis  # lazy: only users of this storage pay for it
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._client = aioredis.Redis.from_url(
+                self.config.url.get_secret_value(),
+                decode_responses=True,
+                socket_timeout=self.config.socket_timeout,
+                socket_connect_timeout=self.config.socket_connect_timeout,
+                max_connections=self.config.max_connections,
+                # No automatic retry: a script whose reply was lost may have run, and
+                # running an append twice would duplicate messages. The caller gets a
+                # StorageError and the turn is retried (or not) at the session level.
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._scripts = {
+                name: self._client.register_script(getattr(scripts, name))
+                for name in scripts.__all__
+            }
+        return self._client
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        self._get_client()
+        with self._translate(name.lower()):
+            return await self._scripts[name](keys=keys, args=args)
+
+    @contextlib.contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        """Turn redis-py errors into StorageError naming host:port, never the URL."""
+        from redis.exceptions import RedisError
+
+        try:
+            yield
+        except RedisError as exc:
+            raise StorageError(
+                f"Redis at {self._where}: {what} failed: {type(exc).__name__}"
+                + _reason(exc, self.config.url.get_secret_value())
+            ) from None
+        except OSError as exc:
+            raise StorageError(
+                f"Redis at {self._where}: {what} failed: {type(exc).__name__}"
+            ) from None
+
+    async def open(self) -> None:
+        """Check the server answers; ``StorageError`` naming the host if not."""
+        client = self._get_client()
+        with self._translate("connect"):
+            await client.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing a dead connection may fail
+                await client.aclose()
+
+    # -- sessions ----------------------------------------------------------------------
+
+    async def create_session(self, record: SessionRecord) -> None:
+        created = await self._run(
+            "CREATE",
+            [self._k_session(record.session_id), self._k_all, self._k_user(record.user_id)],
+            [_record_json(record), record.user_id, repr(record.updated_at),
+             str(record.version), record.session_id, self._ttl],
+        )
+        if not created:
+            raise StorageError(f"session {record.session_id!r} already exists")
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        client = self._get_client()
+        with self._translate("load_session"):
+            data, version = await client.hmget(
+                self._k_session(session_id), ["record", "version"]
+            )
+        if data is None:
+            return None
+        return _record_from(data, version)
+
+    async def save_session(self, record: SessionRecord) -> None:
+        sid = record.session_id
+        result = await self._run(
+            "SAVE",
+            [self._k_session(sid), self._k_messages(sid), self._k_all,
+             self._k_user(record.user_id)],
+            [_record_json(record), record.user_id, repr(record.updated_at),
+             str(record.version), sid, self._ttl, self._k_user("")],
+        )
+        if result[0] == -1:
+            raise SessionNotFound(f"session {sid!r} not found")
+        if result[0] == -2:
+            raise ConcurrencyError(
+                f"session {sid!r} changed: stored version {result[1]}, "
+                f"saving version {record.version}"
+            )
+        record.version = int(result[0])
+
+    async def delete_session(self, session_id: str) -> bool:
+        existed = await self._run(
+            "DELETE",
+            [self._k_session(session_id), self._k_messages(session_id), self._k_all],
+            [session_id, self._k_user("")],
+        )
+        return bool(existed)
+
+    async def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[SessionRecord]:
+        if limit < 0:
+            raise StorageError(f"limit must be >= 0, got {limit}")
+        index = self._k_all if user_id is None else self._k_user(user_id)
+        client = self._get_client()
+        out: list[SessionRecord] = []
+        while len(out) < limit:
+            want = limit - len(out)
+            ids = await self._run("LIST", [index], [cursor or "", want])
+            if ids is None:
+                raise StorageError(f"unknown cursor: {cursor}")
+            if not ids:
+                break
+            with self._translate("list_sessions"):
+                async with client.pipeline(transaction=False) as pipe:
+                    for sid in ids:
+                        pipe.hmget(self._k_session(sid), ["record", "version"])
+                    rows = await pipe.execute()
+                gone = [sid for sid, (data, _) in zip(ids, rows, strict=True) if data is None]
+                if gone:  # expired by TTL (or deleted meanwhile): drop the index entries
+                    await client.zrem(index, *gone)
+                    await client.zrem(self._k_all, *gone)
+            out += [_record_from(d, v) for d, v in rows if d is not None]
+            if len(ids) < want:
+                break
+            live = [sid for sid in ids if sid not in gone]
+            if live:  # else keep the cursor: the dropped entries will not come back
+                cursor = live[-1]
+        return out
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def append_messages(
+        self, session_id: str, messages: Sequence[Message]
+    ) -> list[Message]:
+        return await self._append(session_id, None, messages)
+
+    async def commit_turn(
+        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+    ) -> list[Message]:
+        return await self._append(session_id, pending_seq, messages)
+
+    async def _append(
+        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+    ) -> list[Message]:
+        first = await self._run(
+            "APPEND",
+            [self._k_session(session_id), self._k_messages(session_id)],
+            ["" if pending_seq is None else str(pending_seq), self._ttl,
+             *(_body(m) for m in messages)],
+        )
+        if first == -1:
+            raise SessionNotFound(f"session {session_id!r} not found")
+        return [m.model_copy(update={"seq": int(first) + i}) for i, m in enumerate(messages)]
+
+    async def load_messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after_seq: int | None = None,
+        statuses: Collection[MessageStatus] | None = None,
+    ) -> list[Message]:
+        if last is not None and last < 0:
+            raise StorageError(f"last must be >= 0, got {last}")
+        if last == 0:
+            return []
+        key = self._k_messages(session_id)
+        low = "-inf" if after_seq is None else f"({after_seq}"
+        wanted = None if statuses is None else {str(MessageStatus(s)) for s in statuses}
+        client = self._get_client()
+        if last is not None and wanted is not None:
+            members = await self._run("TAIL", [key], [last, low, *sorted(wanted)])
+            members.reverse()
+        else:
+            with self._translate("load_messages"):
+                if last is not None:  # newest N straight from the sorted set: O(log n + N)
+                    members = await client.zrevrangebyscore(key, "+inf", low, start=0, num=last)
+                    members.reverse()
+                else:
+                    members = await client.zrangebyscore(key, low, "+inf")
+        result = [Message.model_validate_json(m) for m in members]
+        if wanted is not None and last is None:
+            result = [m for m in result if str(m.status) in wanted]
+        return result
+
+    async def update_message_status(
+        self, session_id: str, seqs: Sequence[int], status: MessageStatus
+    ) -> None:
+        if seqs:
+            await self._run(
+                "SET_STATUS",
+                [self._k_messages(session_id)],
+                [str(MessageStatus(status)), *(str(int(s)) for s in seqs)],
+            )
+
+
+def _record_json(record: SessionRecord) -> str:
+    # The version lives in its own hash field, the one the scripts check.
+    return record.model_dump_json(exclude={"version"})
+
+
+def _record_from(data: str, version: str | None) -> SessionRecord:
+    return SessionRecord.model_validate({**json.loads(data), "version": int(version or 0)})
+
+
+def _body(message: Message) -> str:
+    """A message's JSON after ``{"seq":N,`` (the script adds that), status first."""
+    fields = message.model_dump(mode="json", exclude={"seq", "status"})
+    text = json.dumps({"status": str(message.status), **fields}, separators=(",", ":"))
+    return text[1:]
+
+
+def _describe(url: str) -> str:
+    """``host:port/db`` of a Redis URL, for messages: never the user or password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port or 6379
+    except ValueError:
+        return "<unparsable url>"
+    db = parts.path.lstrip("/") or "0"
+    if parts.scheme == "unix":
+        return f"unix:{parts.path}"
+    return f"{host}:{port}/{db}"
+
+
+def _reason(exc: Exception, url: str) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        text = text.replace(password, "***")
+    return f": {text}" if text else ""

@@ -1,0 +1,199 @@
+"""Redis-specific behaviour: key layout, TTL, atomic seqs, pagination, errors.
+
+The generic contract is covered by the conformance suite (test_redis_conformance.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from langswarm_storage_redis import RedisSessionStorage, RedisStorageConfig
+from pydantic import ValidationError
+
+from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+
+
+def _rec(sid: str, user: str = "u1", updated: float = 1000.0) -> SessionRecord:
+    return SessionRecord(session_id=sid, user_id=user, provider="echo", updated_at=updated)
+
+
+async def test_roundtrip_and_version_check(storage: RedisSessionStorage) -> None:
+    rec = _rec("s1")
+    rec.metadata = {"k": [1, 2]}
+    rec.usage = Usage(input_tokens=3, output_tokens=4)
+    await storage.create_session(rec)
+    loaded = await storage.load_session("s1")
+    assert loaded == rec
+    with pytest.raises(StorageError, match="already exists"):
+        await storage.create_session(_rec("s1"))
+    loaded.model = "m2"
+    await storage.save_session(loaded)
+    assert loaded.version == 1
+    stale = rec.model_copy()
+    with pytest.raises(ConcurrencyError):
+        await storage.save_session(stale)
+    with pytest.raises(SessionNotFound):
+        await storage.save_session(_rec("missing"))
+    assert (await storage.load_session("s1")).model == "m2"  # type: ignore[union-attr]
+    assert await storage.delete_session("s1") is True
+    assert await storage.delete_session("s1") is False
+    assert await storage.load_session("s1") is None
+
+
+async def test_messages_tail_statuses_and_commit_turn(storage: RedisSessionStorage) -> None:
+    await storage.create_session(_rec("s1"))
+    first = await storage.append_messages(
+        "s1", [Message(role="user", content=f"m{i}", usage=Usage(input_tokens=i),
+                       metadata={"status": "decoy"}) for i in range(10)]
+    )
+    assert [m.seq for m in first] == list(range(1, 11))
+    pending = await storage.append_messages(
+        "s1", [Message(role="user", content='p "status":"committed"',
+                       status=MessageStatus.PENDING)]
+    )
+    tail = await storage.load_messages("s1", last=3)
+    assert [m.content for m in tail] == ["m8", "m9", 'p "status":"committed"']
+    committed = await storage.load_messages("s1", last=3, statuses={MessageStatus.COMMITTED})
+    assert [m.content for m in committed] == ["m7", "m8", "m9"]
+    assert committed[0].usage == Usage(input_tokens=7)
+    assert committed[0].metadata == {"status": "decoy"}
+    assert [m.seq for m in await storage.load_messages("s1", after_seq=9)] == [10, 11]
+    only_pending = await storage.load_messages("s1", statuses=[MessageStatus.PENDING])
+    assert [m.seq for m in only_pending] == [11]
+
+    await storage.update_message_status("s1", [11], MessageStatus.FAILED)
+    assert (await storage.load_messages("s1", last=1))[0].status is MessageStatus.FAILED
+    turn = await storage.commit_turn(
+        "s1", pending[0].seq,
+        [Message(role="user", content="p"), Message(role="assistant", content="r")],
+    )
+    assert [m.seq for m in turn] == [12, 13]
+    assert [m.seq for m in await storage.load_messages("s1")] == list(range(1, 11)) + [12, 13]
+    # A committed message is never removed as a "pending placeholder".
+    await storage.commit_turn("s1", 12, [Message(role="assistant", content="x")])
+    assert len(await storage.load_messages("s1")) == 13
+
+    with pytest.raises(SessionNotFound):
+        await storage.append_messages("nope", [Message(role="user", content="x")])
+    assert await storage.load_messages("nope") == []
+    with pytest.raises(StorageError):
+        await storage.load_messages("s1", last=-1)
+
+
+async def test_key_layout_and_delete(storage: RedisSessionStorage, redis_url: str,
+                                     key_prefix: str) -> None:
+    await storage.create_session(_rec("s1", "alice"))
+    await storage.append_messages("s1", [Message(role="user", content="hi")])
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = sorted(await client.keys(key_prefix + "*"))
+        p = key_prefix
+        assert keys == sorted([f"{p}session:s1", f"{p}messages:s1", f"{p}user:alice",
+                               f"{p}sessions"])
+        assert await client.type(f"{p}messages:s1") == "zset"
+        assert await client.hget(f"{p}session:s1", "next_seq") == "2"
+        assert await storage.delete_session("s1")
+        assert await client.keys(key_prefix + "*") == []
+    finally:
+        await client.aclose()
+
+
+async def test_ttl_applies_to_all_keys_and_is_refreshed(
+    storage_factory: Callable[..., Any], redis_url: str, key_prefix: str
+) -> None:
+    store = storage_factory(ttl_seconds=100)
+    await store.create_session(_rec("s1"))
+    await store.append_messages("s1", [Message(role="user", content="hi")])
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for key in (f"{key_prefix}session:s1", f"{key_prefix}messages:s1"):
+            assert 90 < await client.ttl(key) <= 100
+            await client.expire(key, 5)
+        await store.append_messages("s1", [Message(role="user", content="again")])
+        for key in (f"{key_prefix}session:s1", f"{key_prefix}messages:s1"):
+            assert await client.ttl(key) > 90  # refreshed by the write
+        # An expired session disappears, also from listings.
+        await store.create_session(_rec("s2", updated=2000.0))
+        await client.delete(f"{key_prefix}session:s2", f"{key_prefix}messages:s2")
+        assert [r.session_id for r in await store.list_sessions(user_id="u1")] == ["s1"]
+        assert await client.zscore(f"{key_prefix}user:u1", "s2") is None
+    finally:
+        await client.aclose()
+
+
+async def test_list_sessions_by_user_with_cursor(storage: RedisSessionStorage) -> None:
+    for i in range(7):
+        await storage.create_session(_rec(f"a{i}", "alice", updated=100.0 + i))
+    await storage.create_session(_rec("b0", "bob", updated=150.0))
+    await storage.create_session(_rec("a7", "alice", updated=106.0))  # tie: id decides
+    seen: list[str] = []
+    cursor = None
+    while page := await storage.list_sessions(user_id="alice", limit=3, cursor=cursor):
+        seen += [r.session_id for r in page]
+        cursor = page[-1].session_id
+    assert seen == ["a7", "a6", "a5", "a4", "a3", "a2", "a1", "a0"]
+    assert [r.session_id for r in await storage.list_sessions(limit=2)] == ["b0", "a7"]
+    with pytest.raises(StorageError, match="cursor"):
+        await storage.list_sessions(cursor="nope")
+
+
+async def test_concurrent_appends_from_many_clients(storage_factory: Callable[..., Any]) -> None:
+    stores = [storage_factory() for _ in range(4)]
+    await stores[0].create_session(_rec("s"))
+
+    async def writer(store: RedisSessionStorage, w: int) -> None:
+        for i in range(25):
+            await store.append_messages(
+                "s", [Message(role="user", content=f"{w}-{i}-u"),
+                      Message(role="assistant", content=f"{w}-{i}-a")]
+            )
+
+    await asyncio.gather(*(writer(s, w) for w, s in enumerate(stores)))
+    msgs = await stores[0].load_messages("s")
+    seqs = [m.seq for m in msgs]
+    assert len(msgs) == 4 * 25 * 2
+    assert seqs == list(range(1, 201))
+    for user, reply in zip(msgs[::2], msgs[1::2], strict=True):
+        assert reply.content == user.content[:-1] + "a"
+
+
+def test_config_validation_and_secret() -> None:
+    cfg = RedisStorageConfig.model_validate(
+        {"type": "redis", "url": "redis://:hunter2@cache:6379/2", "ttl_seconds": 60}
+    )
+    store = RedisSessionStorage(cfg)
+    assert "hunter2" not in repr(cfg) and "hunter2" not in repr(store)
+    assert "cache:6379/2" in repr(store)
+    with pytest.raises(ValidationError):
+        RedisStorageConfig.model_validate({"url": "redis://x", "bogus": 1})
+    with pytest.raises(ValidationError):
+        RedisStorageConfig.model_validate({"url": "redis://x", "ttl_seconds": 0})
+
+
+async def test_unreachable_server_names_host_not_password() -> None:
+    store = RedisSessionStorage(url="redis://:s3cr3t-pw@127.0.0.1:1/0",
+                                socket_connect_timeout=2)
+    for call in (store.open(), store.load_session("x")):
+        with pytest.raises(StorageError) as info:
+            await call
+        assert "127.0.0.1:1" in str(info.value) and "s3cr3t-pw" not in str(info.value)
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        await store.load_session("x")
+
+
+def test_registered_through_the_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    eps = [ep for ep in entry_points(group="langswarm_runtime") if ep.name == "redis"]
+    assert [ep.value for ep in eps] == ["langswarm_storage_redis"]
+    import langswarm_storage_redis
+
+    registered: list[tuple[Any, ...]] = []
+    langswarm_storage_redis.register_storages(lambda *a: registered.append(a))
+    assert registered == [("redis", RedisSessionStorage, RedisStorageConfig)]
