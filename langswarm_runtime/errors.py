@@ -101,8 +101,12 @@ class MessageRejected(LangSwarmError):
     def __init__(self, reason: str, *, middleware: str | None = None) -> None:
         self.reason = reason
         self.middleware = middleware
-        prefix = f"{middleware}: " if middleware else ""
-        super().__init__(f"message rejected: {prefix}{reason}")
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        # The chain runner fills in ``middleware`` after construction.
+        prefix = f"{self.middleware}: " if self.middleware else ""
+        return f"message rejected: {prefix}{self.reason}"
 
 
 class MiddlewareError(LangSwarmError):

@@ -151,8 +151,8 @@ class Session:
             )
         return text
 
-    async def _begin(self, text: object) -> tuple[Message, int, ProviderRequest]:
-        """Steps 1-4: validate, outgoing chain, pending record, request."""
+    async def _begin(self, text: object) -> tuple[Message, int]:
+        """Steps 1-3: validate, outgoing chain, durable pending record."""
         self._validate(text)
         assert isinstance(text, str)
         user = await run_outgoing(self._chain, self, Message(role="user", content=text))
@@ -160,8 +160,7 @@ class Session:
         pending = user.model_copy(update={"status": MessageStatus.PENDING})
         (stored,) = await self._storage.append_messages(self.session_id, [pending])
         assert stored.seq is not None
-        request = await self._build_request(user)
-        return user, stored.seq, request
+        return user, stored.seq
 
     async def _build_request(self, user: Message) -> ProviderRequest:
         record = self._record
@@ -265,8 +264,9 @@ class Session:
     async def send_message(self, text: str) -> Message:
         """Send one user message and return the committed reply."""
         async with self._lock:
-            user, pending_seq, request = await self._begin(text)
+            user, pending_seq = await self._begin(text)
             try:
+                request = await self._build_request(user)
                 reply = await self._provider.send(request)
                 return await self._finish(user, pending_seq, reply)
             except BaseException as exc:
@@ -277,12 +277,13 @@ class Session:
         """Send one user message and yield the reply's text deltas. The whole reply is
         committed when the stream ends; a broken or abandoned stream leaves a failed turn."""
         async with self._lock:
-            user, pending_seq, request = await self._begin(text)
+            user, pending_seq = await self._begin(text)
             delta_filters = [
                 mw for mw in reversed(self._chain) if getattr(mw, "filters_deltas", False)
             ]
             final: ProviderReply | None = None
             try:
+                request = await self._build_request(user)
                 async for item in self._provider.stream(request):
                     if isinstance(item, ProviderReply):
                         final = item
