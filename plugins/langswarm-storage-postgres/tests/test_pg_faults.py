@@ -1,0 +1,93 @@
+"""Faults: the server is cut off through a TCP proxy this test controls (never by
+stopping the shared server)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from langswarm_storage_postgres import PostgresSessionStorage
+from pg_tcp_proxy import TcpProxy
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from langswarm_runtime import SessionManager
+from langswarm_runtime.errors import StorageError
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+
+
+@pytest.fixture
+async def proxy(pg_dsn: str) -> AsyncIterator[TcpProxy]:
+    params = conninfo_to_dict(pg_dsn)
+    p = await TcpProxy(str(params.get("host", "127.0.0.1")),
+                       int(params.get("port", 5432))).start()
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def proxied(pg_dsn: str, proxy: TcpProxy) -> str:
+    return make_conninfo(pg_dsn, host="127.0.0.1", port=proxy.port)
+
+
+async def test_connection_lost_then_back(proxy: TcpProxy, proxied: str, pg_schema: str) -> None:
+    store = PostgresSessionStorage(dsn=proxied, schema=pg_schema, pool_timeout=1.5,
+                                   connect_timeout=1)
+    try:
+        await store.create_session(SessionRecord(session_id="s", user_id="u", provider="echo"))
+        await store.append_messages("s", [Message(role="user", content="before")])
+        await proxy.cut()
+        with pytest.raises(StorageError, match=f"127.0.0.1:{proxy.port}"):
+            await store.append_messages("s", [Message(role="user", content="lost")])
+        with pytest.raises(StorageError):
+            await store.load_messages("s")
+        await proxy.restore()
+        appended = await store.append_messages("s", [Message(role="user", content="after")])
+        contents = [m.content for m in await store.load_messages("s")]
+        assert contents == ["before", "after"]
+        assert appended[0].seq == 2  # the failed append consumed nothing
+    finally:
+        await store.close()
+
+
+async def test_turn_fails_mid_way_and_next_turn_succeeds(
+    proxy: TcpProxy, proxied: str, pg_schema: str, monkeypatch: Any
+) -> None:
+    store = PostgresSessionStorage(dsn=proxied, schema=pg_schema, pool_timeout=1.5,
+                                   connect_timeout=1)
+    async with SessionManager(storage=store) as manager:
+        session = await manager.create_session(user_id="u", provider="echo")
+        await session.send_message("one")
+        # Cut the server off after the pending write, while the provider is answering.
+        original = store.commit_turn
+
+        async def cut_then_commit(*args: Any, **kwargs: Any) -> Any:
+            await proxy.cut()
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(store, "commit_turn", cut_then_commit)
+        with pytest.raises(StorageError):
+            await session.send_message("two")
+        monkeypatch.setattr(store, "commit_turn", original)
+        await proxy.restore()
+        reply = await session.send_message("three")
+        assert "three" in reply.content
+        history = await session.get_history()
+        assert [m.content for m in history if m.role == "user"] == ["one", "three"]
+        everything = await store.load_messages(session.session_id)
+        committed = [m for m in everything if m.status is MessageStatus.COMMITTED]
+        assert len(committed) == 4  # "two" left no committed half
+        assert all(m.content != "two" for m in committed)
+
+
+async def test_unreachable_at_start_names_host_without_password(pg_schema: str) -> None:
+    store = PostgresSessionStorage(
+        dsn="host=127.0.0.1 port=9 user=app password=pw-SECRET-1 dbname=x", schema=pg_schema,
+        connect_timeout=1,
+    )
+    with pytest.raises(StorageError) as info:
+        await store.open()
+    assert "127.0.0.1:9" in str(info.value)
+    assert "pw-SECRET-1" not in str(info.value)
+    assert "pw-SECRET-1" not in repr(info.value.__cause__ or "")
+    await store.close()
