@@ -56,6 +56,7 @@ DISTRIBUTION = "langswarm-runtime"
 #: (a test checks). Used when the distribution's metadata is missing.
 DEFAULT_PLUGINS: list[str] = [
     "langswarm_runtime.providers.echo",
+    "langswarm_runtime.providers.openai",
     "langswarm_runtime.session.storage.memory",
     "langswarm_runtime.session.storage.sqlite",
     "langswarm_runtime.middleware.pii",

@@ -96,6 +96,8 @@ def _conversation(req: EmulatorRequest, conv_id: str) -> dict[str, Any]:
 def create_conversation(req: EmulatorRequest) -> JSONResponse:
     body = req.json or {}
     items = _items(body.get("items") or [])
+    if len(items) > 20:
+        raise EmulatorHTTPError(400, "at most 20 items can be added at a time")
     conv = {
         "id": new_id("conv_"),
         "object": "conversation",
@@ -140,6 +142,19 @@ def list_items(req: EmulatorRequest) -> JSONResponse:
         }
         for item in items
     ]
+    return JSONResponse(
+        {"object": "list", "data": data, "first_id": None, "last_id": None, "has_more": False}
+    )
+
+
+@route("POST", r"/v1/conversations/(?P<cid>[^/]+)/items", provider=P)
+def add_items(req: EmulatorRequest) -> JSONResponse:
+    items = _items((req.json or {}).get("items") or [])
+    if len(items) > 20:
+        raise EmulatorHTTPError(400, "at most 20 items can be added at a time")
+    with req.lock:
+        _conversation(req, req.match["cid"])["items"].extend(items)
+    data = [{"id": new_id("msg_"), "status": "completed", **item} for item in items]
     return JSONResponse(
         {"object": "list", "data": data, "first_id": None, "last_id": None, "has_more": False}
     )

@@ -1,0 +1,225 @@
+"""Helpers every provider adapter shares: HTTP status -> ``ProviderError`` subclass,
+Retry-After parsing, base URL normalising, usage building, secret scrubbing, history
+shaping and a small retry loop for SDKs that do not retry by themselves.
+
+Nothing here imports an SDK: adapters pass in what they pulled out of their exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import importlib
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import ModuleType
+from typing import Any, TypeVar
+
+from pydantic import SecretStr
+
+from langswarm_runtime.errors import (
+    ConfigError,
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from langswarm_runtime.session.models import Message, Usage
+
+__all__ = [
+    "RETRY_AFTER_CAP",
+    "api_key_value",
+    "error_for_status",
+    "history_turns",
+    "import_sdk",
+    "is_retryable_status",
+    "make_usage",
+    "parse_retry_after",
+    "retry_delay",
+    "scrub",
+    "with_retries",
+    "with_version_suffix",
+    "without_version_suffix",
+]
+
+#: Longest server-directed wait we honour before a retry, where the SDK has no cap.
+RETRY_AFTER_CAP = 60.0
+
+T = TypeVar("T")
+
+_VERSION_SUFFIX = re.compile(r"/v\d+[a-z0-9]*$")
+# Bearer tokens and the usual key shapes, in case an SDK echoes one we were not told of.
+_KEYLIKE = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}|\bsk-[A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}"
+)
+
+
+def import_sdk(module: str, extra: str) -> ModuleType:
+    """Import an SDK lazily; a missing one is a ``ConfigError`` with the install hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"the {extra} provider needs its SDK: pip install 'langswarm-runtime[{extra}]'"
+        ) from None
+
+
+def api_key_value(key: SecretStr | None) -> str | None:
+    """The plain key for the SDK constructor (None: let the SDK read its env var)."""
+    return key.get_secret_value() if key is not None else None
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """``text`` with every given secret, and anything key-shaped, replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _KEYLIKE.sub(lambda m: (m.group(1) or "") + "***", text)
+
+
+# ------------------------------------------------------------------------ base URLs
+
+
+def with_version_suffix(base_url: str | None, suffix: str = "/v1") -> str | None:
+    """``http://host`` -> ``http://host/v1``; a URL already ending in a version segment
+    (``/v1``, ``/v1beta``, ``/v2``) is kept. For SDKs whose base URL includes the version
+    (OpenAI)."""
+    if not base_url:
+        return None
+    url = base_url.rstrip("/")
+    return url if _VERSION_SUFFIX.search(url) else url + suffix
+
+
+def without_version_suffix(base_url: str | None) -> str | None:
+    """``http://host/v1`` -> ``http://host``. For SDKs that add the version themselves
+    (Mistral's ``server_url``, Anthropic, Cohere)."""
+    if not base_url:
+        return None
+    return _VERSION_SUFFIX.sub("", base_url.rstrip("/"))
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date).
+    Uncapped: the caller may want to know the quota resets in an hour; see
+    :func:`retry_delay` for the wait we actually honour."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = lower.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw) / divisor
+        except ValueError:
+            continue
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = lower.get("retry-after")
+    if raw:
+        try:
+            when = email.utils.parsedate_to_datetime(raw).timestamp()
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return max(0.0, when - time.time())
+    return None
+
+
+def retry_delay(retry_after: float | None, attempt: int, *, cap: float = RETRY_AFTER_CAP) -> float:
+    """Wait before retry number ``attempt`` (0-based): Retry-After capped at ``cap``, else
+    exponential backoff from 0.5 s up to 8 s."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), cap)
+    return float(min(0.5 * 2**attempt, 8.0))
+
+
+def is_retryable_status(status: int | None) -> bool:
+    """Statuses worth retrying: timeouts, conflicts/locks, rate limits, server errors."""
+    return status is not None and (status in (408, 409, 429) or status >= 500)
+
+
+def error_for_status(
+    status: int | None,
+    message: str,
+    *,
+    provider: str,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The ``ProviderError`` subclass for an HTTP status (None = no response at all)."""
+    text = f"HTTP {status}: {message}" if status is not None else message
+    if status in (401, 403):
+        return ProviderAuthError(text, provider=provider, status_code=status)
+    if status == 404:
+        return ProviderNotFound(text, provider=provider, status_code=status)
+    if status == 408:
+        return ProviderTimeout(text, provider=provider, status_code=status)
+    if status == 429:
+        return ProviderRateLimited(text, provider=provider, retry_after=retry_after)
+    if status is None or status >= 500:  # 500, 502, 503, 504, 529 (overloaded)
+        return ProviderUnavailable(text, provider=provider, status_code=status)
+    return ProviderBadResponse(text, provider=provider, status_code=status)
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    max_retries: int,
+    classify: Callable[[BaseException], ProviderError | None],
+) -> T:
+    """Run ``call``, retrying on retryable failures up to ``max_retries`` times, for SDKs
+    that do not retry themselves. ``classify`` maps an exception to a ``ProviderError``
+    (None: not ours, re-raise). Rate limits honour Retry-After, capped at 60 s."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:  # classify decides what is ours
+            mapped = classify(exc)
+            if mapped is None:
+                raise
+        retryable = isinstance(mapped, (ProviderRateLimited, ProviderUnavailable, ProviderTimeout))
+        if not retryable or attempt >= max_retries:
+            raise mapped  # outside the except block: the SDK error is not chained
+        after = mapped.retry_after if isinstance(mapped, ProviderRateLimited) else None
+        await asyncio.sleep(retry_delay(after, attempt))
+        attempt += 1
+
+
+# ------------------------------------------------------------------------ usage, history
+
+
+def _int(value: Any) -> int:
+    # Some SDKs report counts as floats (cohere) or leave them out (None).
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def make_usage(input_tokens: Any = 0, output_tokens: Any = 0, cached_tokens: Any = 0) -> Usage:
+    """A ``Usage`` from whatever the SDK reported (ints, floats or None)."""
+    return Usage(
+        input_tokens=_int(input_tokens),
+        output_tokens=_int(output_tokens),
+        cached_tokens=_int(cached_tokens),
+    )
+
+
+def history_turns(messages: Iterable[Message]) -> list[tuple[str, str]]:
+    """(role, text) pairs for a provider: user/assistant as they are, a stored ``summary``
+    of dropped turns as a system note, stored system messages as system."""
+    turns: list[tuple[str, str]] = []
+    for m in messages:
+        if m.role == "summary":
+            turns.append(("system", f"Summary of the earlier conversation: {m.content}"))
+        else:
+            turns.append((m.role, m.content))
+    return turns

@@ -1,0 +1,401 @@
+"""OpenAI through the official ``openai`` SDK.
+
+- HYBRID: Responses API with the whole input list and ``store=False`` (nothing kept
+  server-side); ``api: chat_completions`` uses Chat Completions instead, for
+  OpenAI-compatible servers (Ollama, vLLM, LiteLLM proxy, Azure).
+- NATIVE: Conversations API. The first turn creates a conversation seeded with the
+  mirrored history; each turn then sends only the new message with ``conversation=<id>``.
+  A conversation the server no longer knows (404) is re-seeded from the mirror once.
+
+The SDK is imported when the first client is built, never at module import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from langswarm_runtime.errors import (
+    ConfigError,
+    LangSwarmError,
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderNotFound,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._common import (
+    api_key_value,
+    error_for_status,
+    history_turns,
+    import_sdk,
+    make_usage,
+    parse_retry_after,
+    scrub,
+    with_version_suffix,
+)
+from langswarm_runtime.providers.base import (
+    Provider,
+    ProviderConfig,
+    ProviderReply,
+    ProviderRequest,
+)
+from langswarm_runtime.session.models import Message, SessionBackend
+
+__all__ = ["OpenAIConfig", "OpenAIProvider"]
+
+#: Provider-state key holding the remote conversation id (namespaced: never replayed to
+#: another provider's adapter).
+STATE_KEY = "openai_conversation_id"
+#: The Conversations API takes at most this many items per call.
+_SEED_BATCH = 20
+
+
+class OpenAIConfig(ProviderConfig):
+    """Options of an ``openai`` provider entry.
+
+    ``base_url`` may be a host root (``http://localhost:11434``): ``/v1`` is appended when
+    the URL does not already end in a version segment.
+    """
+
+    type: str | None = "openai"
+    #: ``responses`` (OpenAI) or ``chat_completions`` (OpenAI-compatible servers).
+    api: Literal["responses", "chat_completions"] = "responses"
+    organization: str | None = None
+    project: str | None = None
+    #: Role of the system prompt in the Responses input (newer models prefer developer).
+    system_role: Literal["system", "developer"] = "system"
+    #: Sent with every request (e.g. a proxy's routing header).
+    default_headers: dict[str, str] = Field(default_factory=dict)
+
+
+class OpenAIProvider(Provider):
+    """The ``openai`` provider. Native mode uses the Conversations API."""
+
+    supports_native = True
+
+    def __init__(self, config: OpenAIConfig | None = None, *, name: str | None = None) -> None:
+        super().__init__(config or OpenAIConfig(), name=name or "openai")
+        self.config: OpenAIConfig
+        # One client per event loop: httpx pools are bound to the loop that opened them.
+        self._clients: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ client
+
+    def _client(self) -> Any:
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            openai = import_sdk("openai", "openai")
+            cfg = self.config
+            try:
+                client = openai.AsyncOpenAI(
+                    api_key=api_key_value(cfg.api_key),
+                    base_url=with_version_suffix(cfg.base_url),
+                    organization=cfg.organization,
+                    project=cfg.project,
+                    timeout=cfg.timeout,
+                    # The SDK retries 408/409/429/5xx and connection errors itself and
+                    # honours Retry-After up to 120 s (it will not retry past that).
+                    max_retries=cfg.max_retries,
+                    default_headers=cfg.default_headers or None,
+                )
+            except openai.OpenAIError as exc:
+                message = scrub(str(exc), self._key())
+                raise ProviderAuthError(message, provider=self.name) from None
+            self._clients[loop_id] = client
+        return client
+
+    def _key(self) -> str | None:
+        return api_key_value(self.config.api_key)
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            try:
+                await client.close()
+            except RuntimeError:  # opened on a loop that is gone; nothing left to release
+                pass
+
+    # ------------------------------------------------------------------ errors
+
+    def _map_error(self, exc: BaseException) -> ProviderError | None:
+        """The ProviderError for an SDK/transport failure; None for anything else (a bug)."""
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, LangSwarmError):
+            return None  # ours already (e.g. ConfigError): let it through as it is
+        openai = import_sdk("openai", "openai")
+        key = self._key()
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderTimeout(f"no answer within {self.config.timeout:g}s", provider=self.name)
+        if isinstance(exc, openai.APIConnectionError):
+            return ProviderUnavailable(
+                f"connection failed: {scrub(exc.message, key)}", provider=self.name
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return error_for_status(
+                exc.status_code,
+                scrub(_status_message(exc), key),
+                provider=self.name,
+                retry_after=parse_retry_after(dict(exc.response.headers)),
+            )
+        if isinstance(exc, openai.APIResponseValidationError):
+            return ProviderBadResponse("answer did not match the API schema", provider=self.name)
+        if isinstance(exc, (json.JSONDecodeError, ValidationError, UnicodeDecodeError)):
+            return ProviderBadResponse("answer was not valid JSON", provider=self.name)
+        if isinstance(exc, openai.OpenAIError):
+            return ProviderError(scrub(str(exc), key), provider=self.name)
+        return None
+
+    # ------------------------------------------------------------------ request shaping
+
+    def _model(self, request: ProviderRequest) -> str:
+        model = request.model or self.config.model
+        if not model:
+            raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
+        return model
+
+    def _items(self, system_prompt: str | None, messages: list[Message]) -> list[dict[str, str]]:
+        items: list[dict[str, str]] = []
+        if system_prompt:
+            items.append({"role": self.config.system_role, "content": system_prompt})
+        for role, text in history_turns(messages):
+            if role == "system":
+                role = self.config.system_role
+            items.append({"role": role, "content": text})
+        return items
+
+    def _options(self, request: ProviderRequest, *, chat: bool) -> dict[str, Any]:
+        opts: dict[str, Any] = {"model": self._model(request)}
+        max_tokens = request.max_tokens or self.config.max_tokens
+        if max_tokens is not None:
+            # max_tokens is what OpenAI-compatible servers understand everywhere.
+            opts["max_tokens" if chat else "max_output_tokens"] = max_tokens
+        temperature = request.temperature
+        if temperature is None:
+            temperature = self.config.temperature
+        if temperature is not None:
+            opts["temperature"] = temperature
+        opts.update(self.config.extra)
+        return opts
+
+    def _chat_messages(self, request: ProviderRequest) -> list[dict[str, str]]:
+        msgs = self._items(request.system_prompt, [*request.history, request.message])
+        for m in msgs:  # chat completions servers know "system", not always "developer"
+            if m["role"] == "developer":
+                m["role"] = "system"
+        return msgs
+
+    # ------------------------------------------------------------------ native state
+
+    async def _seed(self, request: ProviderRequest) -> str:
+        """Create a remote conversation holding the system prompt and the local mirror."""
+        history = await request.load_history() if request.load_history else []
+        items = self._items(request.system_prompt, history)
+        client = self._client()
+        conv = await client.conversations.create(items=items[:_SEED_BATCH])
+        for start in range(_SEED_BATCH, len(items), _SEED_BATCH):
+            await client.conversations.items.create(
+                conv.id, items=items[start : start + _SEED_BATCH]
+            )
+        return str(conv.id)
+
+    async def _native_create(self, request: ProviderRequest, **kw: Any) -> tuple[Any, str]:
+        """``responses.create`` on the session's conversation, re-seeding it once if the
+        server says it is gone. Returns (response or stream, conversation id)."""
+        client = self._client()
+        opts = self._options(request, chat=False)
+        new = [{"role": "user", "content": request.message.content}]
+        conv_id = request.state.get(STATE_KEY)
+        fresh = conv_id is None
+        if conv_id is None:
+            conv_id = await self._seed(request)
+        try:
+            return await client.responses.create(
+                conversation=conv_id, input=new, **opts, **kw
+            ), conv_id
+        except Exception as exc:  # a lost conversation is recoverable
+            lost = not fresh and isinstance(self._map_error(exc), ProviderNotFound)
+            if not lost:
+                raise
+        conv_id = await self._seed(request)
+        return await client.responses.create(conversation=conv_id, input=new, **opts, **kw), conv_id
+
+    # ------------------------------------------------------------------ send
+
+    async def send(self, request: ProviderRequest) -> ProviderReply:
+        try:
+            return await self._send(request)
+        except Exception as exc:
+            mapped = self._map_error(exc)
+            if mapped is None:
+                raise
+        raise mapped  # outside the handler, so the SDK exception is not chained
+
+    async def _send(self, request: ProviderRequest) -> ProviderReply:
+        client = self._client()
+        if request.backend is SessionBackend.NATIVE:
+            response, conv_id = await self._native_create(request)
+            return self._from_response(response, {STATE_KEY: conv_id})
+        if self.config.api == "chat_completions":
+            completion = await client.chat.completions.create(
+                messages=self._chat_messages(request), **self._options(request, chat=True)
+            )
+            return self._from_completion(completion)
+        response = await client.responses.create(
+            input=self._items(request.system_prompt, [*request.history, request.message]),
+            store=False,
+            **self._options(request, chat=False),
+        )
+        return self._from_response(response, None)
+
+    def _from_response(self, response: Any, state: dict[str, Any] | None) -> ProviderReply:
+        if getattr(response, "status", "completed") == "failed":
+            raise ProviderBadResponse(_response_error(response), provider=self.name)
+        usage = getattr(response, "usage", None)
+        details = getattr(usage, "input_tokens_details", None)
+        return ProviderReply(
+            content=response.output_text,
+            usage=make_usage(
+                getattr(usage, "input_tokens", 0),
+                getattr(usage, "output_tokens", 0),
+                getattr(details, "cached_tokens", 0),
+            ),
+            provider_message_id=response.id,
+            state=state,
+            model=response.model,
+        )
+
+    def _from_completion(self, completion: Any) -> ProviderReply:
+        if not completion.choices:
+            raise ProviderBadResponse("answer had no choices", provider=self.name)
+        usage = completion.usage
+        details = getattr(usage, "prompt_tokens_details", None)
+        return ProviderReply(
+            content=completion.choices[0].message.content or "",
+            usage=make_usage(
+                getattr(usage, "prompt_tokens", 0),
+                getattr(usage, "completion_tokens", 0),
+                getattr(details, "cached_tokens", 0),
+            ),
+            provider_message_id=completion.id,
+            model=completion.model,
+        )
+
+    # ------------------------------------------------------------------ stream
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        try:
+            async for item in self._stream(request):
+                yield item
+            return
+        except Exception as exc:
+            mapped = self._map_error(exc)
+            if mapped is None:
+                raise
+        raise mapped
+
+    async def _stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        client = self._client()
+        if request.backend is not SessionBackend.NATIVE and self.config.api == "chat_completions":
+            async for item in self._stream_chat(client, request):
+                yield item
+            return
+        state: dict[str, Any] | None = None
+        if request.backend is SessionBackend.NATIVE:
+            events, conv_id = await self._native_create(request, stream=True)
+            state = {STATE_KEY: conv_id}
+        else:
+            events = await client.responses.create(
+                input=self._items(request.system_prompt, [*request.history, request.message]),
+                store=False,
+                stream=True,
+                **self._options(request, chat=False),
+            )
+        final = None
+        async with events:
+            async for event in events:
+                kind = getattr(event, "type", None)
+                if kind == "response.output_text.delta":
+                    yield event.delta
+                elif kind == "response.completed":
+                    final = event.response
+                elif kind in ("response.failed", "response.incomplete"):
+                    raise ProviderBadResponse(_response_error(event.response), provider=self.name)
+                elif kind == "error":
+                    raise ProviderUnavailable(
+                        f"stream error: {scrub(str(getattr(event, 'message', '')), self._key())}",
+                        provider=self.name,
+                    )
+        if final is None:
+            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        yield self._from_response(final, state)
+
+    async def _stream_chat(
+        self, client: Any, request: ProviderRequest
+    ) -> AsyncIterator[str | ProviderReply]:
+        chunks = await client.chat.completions.create(
+            messages=self._chat_messages(request),
+            stream=True,
+            stream_options={"include_usage": True},
+            **self._options(request, chat=True),
+        )
+        parts: list[str] = []
+        usage = None
+        ident = model = None
+        finished = False
+        async with chunks:
+            async for chunk in chunks:
+                ident, model = chunk.id, chunk.model
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    if choice.index == 0 and choice.delta.content:
+                        parts.append(choice.delta.content)
+                        yield choice.delta.content
+                    if choice.finish_reason is not None:
+                        finished = True
+        if not finished:
+            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        details = getattr(usage, "prompt_tokens_details", None)
+        yield ProviderReply(
+            content="".join(parts),
+            usage=make_usage(
+                getattr(usage, "prompt_tokens", 0),
+                getattr(usage, "completion_tokens", 0),
+                getattr(details, "cached_tokens", 0),
+            ),
+            provider_message_id=ident,
+            model=model,
+        )
+
+
+def _status_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return str(getattr(exc, "message", "") or "request failed")
+
+
+def _response_error(response: Any) -> str:
+    error = getattr(response, "error", None)
+    if error is not None and getattr(error, "message", None):
+        return f"response failed: {error.message}"
+    details = getattr(response, "incomplete_details", None)
+    if details is not None and getattr(details, "reason", None):
+        return f"response incomplete: {details.reason}"
+    return "response failed"
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register("openai", OpenAIProvider, OpenAIConfig)
