@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from langswarm_runtime.errors import ConfigError
 
-__all__ = ["Direction", "BOTH_DIRECTIONS", "build_config", "session_attr"]
+__all__ = ["BOTH_DIRECTIONS", "Direction", "build_config", "session_attr"]
 
 #: ``outgoing`` is user -> provider, ``incoming`` is provider -> user.
 Direction = Literal["outgoing", "incoming"]

@@ -35,7 +35,7 @@ from langswarm_runtime.middleware.pii import redact_text
 from langswarm_runtime.session.middleware import ISessionMiddleware
 from langswarm_runtime.session.models import Message
 
-__all__ = ["AuditLogConfig", "AuditLogMiddleware", "DEFAULT_AUDIT_LOGGER"]
+__all__ = ["DEFAULT_AUDIT_LOGGER", "AuditLogConfig", "AuditLogMiddleware"]
 
 DEFAULT_AUDIT_LOGGER = "langswarm_runtime.audit"
 

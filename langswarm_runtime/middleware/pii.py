@@ -53,7 +53,7 @@ class PIIFilterConfig(BaseModel):
     #: Accepted (and ignored) so a whole YAML block validates.
     type: str | None = None
     #: Which entity types to look for (``ip_address`` = ipv4 + ipv6, ``all`` = every type).
-    entities: list[str] = Field(default_factory=lambda: list(ENTITIES))
+    entities: list[str] = Field(default_factory=lambda: [str(e) for e in ENTITIES])
     #: ``redact`` -> ``[EMAIL]``; ``mask`` -> ``j***@example.com``; ``hash`` ->
     #: ``[EMAIL:3f2a9c]`` (stable within a session); ``block`` -> reject the message.
     mode: Mode = "redact"

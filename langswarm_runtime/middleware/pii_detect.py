@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Entity", "ENTITIES", "Finding", "find_pii", "normalise"]
+__all__ = ["ENTITIES", "Entity", "Finding", "find_pii", "normalise"]
 
 Entity = Literal["email", "phone", "credit_card", "iban", "ssn", "ipv4", "ipv6", "api_key"]
 #: In priority order: on overlap, the earlier entity wins.

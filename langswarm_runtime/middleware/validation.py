@@ -18,7 +18,7 @@ from langswarm_runtime.middleware._common import BOTH_DIRECTIONS, Direction, bui
 from langswarm_runtime.session.middleware import ISessionMiddleware
 from langswarm_runtime.session.models import Message
 
-__all__ = ["BannedPattern", "ValidationRules", "ValidationConfig", "ValidationMiddleware"]
+__all__ = ["BannedPattern", "ValidationConfig", "ValidationMiddleware", "ValidationRules"]
 
 
 class BannedPattern(BaseModel):

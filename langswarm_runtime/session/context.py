@@ -1,13 +1,142 @@
-"""Context-window policy for hybrid sessions (minimal version: newest max_messages,
-whole turns). The middleware/context work replaces this with the full policy."""
+"""Context-window policy for hybrid sessions: which committed history goes with a call.
+
+``select_context`` returns the newest *whole* turns (a user message and its reply, never
+split) that fit ``max_messages`` and ``max_tokens``, oldest first. The system prompt is
+not returned but always kept: its tokens are taken from ``max_tokens`` first.
+
+Only the tail is read: ``load_messages(last=k)`` with ``k`` doubling until the window's
+edge is found, so a 10,000-turn session costs about what its window costs.
+
+Tokens are counted with the provider's own local counter when it has one
+(``count_tokens``), else estimated as ``ceil(chars / 4)``; every message adds
+``MESSAGE_OVERHEAD`` tokens for its role and framing.
+
+``strategy: summarize`` keeps turns that fall out of the window as a summary: a message
+with role ``summary`` stored in the session (its ``metadata["covers_to_seq"]`` says which
+turns it covers), put first in the context and counted against both limits. When the
+turns after the summary no longer fit, the older ones are folded into a fresh summary
+(previous summary + those turns) and the window restarts from the newest turns that fit
+in *half* the limits. Summarising in such steps, rather than on every turn, costs one
+extra provider call every few turns instead of every turn, and keeps the prefix of the
+prompt byte-stable in between, which is what providers' prompt caches reward.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
 
+from langswarm_runtime.errors import ConfigError
 from langswarm_runtime.providers.base import ContextConfig
 from langswarm_runtime.session.models import Message, MessageStatus
 from langswarm_runtime.session.storage.base import ISessionStorage
+
+__all__ = [
+    "KEEP_FRACTION",
+    "MESSAGE_OVERHEAD",
+    "STRATEGIES",
+    "SUMMARY_ROLE",
+    "estimate_tokens",
+    "select_context",
+]
+
+log = logging.getLogger(__name__)
+
+#: Tokens added per message for role and framing (OpenAI documents 3-4 per message).
+MESSAGE_OVERHEAD = 4
+STRATEGIES = ("truncate", "summarize")
+SUMMARY_ROLE: Final = "summary"
+#: After a summary refresh, the window restarts from turns fitting this share of the limits.
+KEEP_FRACTION = 0.5
+#: Tail size read first when ``max_messages`` is not set.
+_DEFAULT_FIRST_READ = 64
+_COMMITTED = (MessageStatus.COMMITTED,)
+
+
+def estimate_tokens(text: str) -> int:
+    """``ceil(len(text) / 4)``: about right for English with common BPE tokenizers."""
+    return math.ceil(len(text) / 4)
+
+
+@dataclass
+class _Turn:
+    messages: list[Message] = field(default_factory=list)
+    tokens: int = 0
+
+    @property
+    def last_seq(self) -> int:
+        seq = self.messages[-1].seq
+        return -1 if seq is None else seq
+
+
+class _Counter:
+    """Token counts per message, cached by seq across the reads of one selection."""
+
+    def __init__(self, count_tokens: Callable[[str], int] | None) -> None:
+        self._count = count_tokens
+        self._cache: dict[int, int] = {}
+
+    def text(self, text: str) -> int:
+        if self._count is not None:
+            try:
+                n = self._count(text)
+                if not inspect.isawaitable(n):
+                    return int(n)
+                n.close()  # type: ignore[attr-defined]  # coroutine: cannot await here
+            except Exception as exc:  # noqa: BLE001 - a counter is an optimisation, never a failure
+                log.debug("count_tokens failed (%s); using the estimate", exc)
+                self._count = None
+        return estimate_tokens(text)
+
+    def message(self, m: Message) -> int:
+        if m.seq is not None and m.seq in self._cache:
+            return self._cache[m.seq]
+        n = self.text(m.content) + MESSAGE_OVERHEAD
+        if m.seq is not None:
+            self._cache[m.seq] = n
+        return n
+
+
+def _group_turns(messages: Sequence[Message], at_start: bool, counter: _Counter) -> list[_Turn]:
+    """User/assistant messages grouped into turns, oldest first. A group cut off by the
+    read (the slice starts with a reply) is dropped unless this is the history's start."""
+    turns: list[_Turn] = []
+    for m in messages:
+        if m.role not in ("user", "assistant"):
+            continue
+        if m.role == "user" or not turns:
+            turns.append(_Turn())
+        turns[-1].messages.append(m)
+        turns[-1].tokens += counter.message(m)
+    if turns and not at_start and turns[0].messages[0].role != "user":
+        turns.pop(0)
+    return turns
+
+
+def _fit(turns: Sequence[_Turn], max_messages: float, max_tokens: float) -> int:
+    """How many of the newest turns fit, taken newest first and stopping at the first
+    that does not (an older turn never jumps over a newer one)."""
+    used_m = used_t = 0
+    n = 0
+    for turn in reversed(turns):
+        used_m += len(turn.messages)
+        used_t += turn.tokens
+        if used_m > max_messages or used_t > max_tokens:
+            break
+        n += 1
+    return n
+
+
+async def _tail(
+    storage: ISessionStorage, session_id: str, k: int | None
+) -> tuple[list[Message], bool]:
+    """The newest ``k`` committed messages and whether they reach the history's start."""
+    loaded = await storage.load_messages(session_id, last=k, statuses=_COMMITTED)
+    return loaded, k is None or len(loaded) < k
 
 
 async def select_context(
@@ -19,11 +148,137 @@ async def select_context(
     count_tokens: Callable[[str], int] | None = None,
     summarize: Callable[[list[Message]], Awaitable[str]] | None = None,
 ) -> list[Message]:
-    messages = await storage.load_messages(
-        session_id, last=policy.max_messages, statuses=[MessageStatus.COMMITTED]
-    )
-    messages = [m for m in messages if m.role in ("user", "assistant")]
-    # never start the window in the middle of a turn
-    while messages and messages[0].role != "user":
-        messages.pop(0)
-    return messages
+    """The committed history to send with the next message, oldest first (see the module
+    docstring). Neither the new user message nor the system prompt is included.
+
+    ``count_tokens``: the provider's cheap local counter, if any. ``summarize``: turns a
+    list of messages (the previous summary first, if any) into summary text; required
+    for ``strategy: summarize``.
+    """
+    if policy.strategy not in STRATEGIES:
+        raise ConfigError(
+            f"unknown context strategy {policy.strategy!r} (use one of: {', '.join(STRATEGIES)})",
+            key_path="context.strategy",
+        )
+    if policy.strategy == "summarize" and summarize is None:
+        raise ConfigError("context strategy 'summarize' needs a summarize function",
+                          key_path="context.strategy")
+    counter = _Counter(count_tokens)
+    max_messages: float = policy.max_messages if policy.max_messages is not None else math.inf
+    max_tokens: float = policy.max_tokens if policy.max_tokens is not None else math.inf
+    if system_prompt:
+        max_tokens -= counter.text(system_prompt) + MESSAGE_OVERHEAD
+    if max_tokens <= 0:
+        return []
+    if policy.strategy == "truncate":
+        return await _truncate(storage, session_id, counter, max_messages, max_tokens)
+    assert summarize is not None
+    return await _summarized(storage, session_id, counter, max_messages, max_tokens, summarize)
+
+
+def _first_read(max_messages: float) -> int | None:
+    if max_messages == math.inf:
+        return _DEFAULT_FIRST_READ
+    # +1 for a reply whose user message is cut off, +2 to see the turn that overflows.
+    return int(max_messages) + 3
+
+
+async def _truncate(
+    storage: ISessionStorage,
+    session_id: str,
+    counter: _Counter,
+    max_messages: float,
+    max_tokens: float,
+) -> list[Message]:
+    k = _first_read(max_messages)
+    while True:
+        loaded, at_start = await _tail(storage, session_id, k)
+        turns = _group_turns(loaded, at_start, counter)
+        n = _fit(turns, max_messages, max_tokens)
+        if at_start or n < len(turns):
+            break
+        assert k is not None
+        k *= 2  # every loaded turn fits: older ones might too
+    return [m for turn in turns[len(turns) - n :] for m in turn.messages]
+
+
+async def _summarized(
+    storage: ISessionStorage,
+    session_id: str,
+    counter: _Counter,
+    max_messages: float,
+    max_tokens: float,
+    summarize: Callable[[list[Message]], Awaitable[str]],
+) -> list[Message]:
+    # 1. Find the newest summary (in steady state it sits within about one window of
+    #    the end, because a refresh happens whenever the turns after it overflow).
+    k = _first_read(max_messages)
+    while True:
+        loaded, at_start = await _tail(storage, session_id, k)
+        summaries = [m for m in loaded if m.role == SUMMARY_ROLE]
+        if summaries or at_start:
+            break
+        assert k is not None
+        k *= 2
+    summary = summaries[-1] if summaries else None
+    covered = _covered_seq(summary)
+
+    # 2. Every committed turn after what the summary covers.
+    if at_start or (loaded and loaded[0].seq is not None and loaded[0].seq <= covered):
+        since = [m for m in loaded if m.seq is not None and m.seq > covered]
+    else:
+        since = await storage.load_messages(session_id, after_seq=covered, statuses=_COMMITTED)
+    # A summary covers whole turns, so what follows it starts on a turn boundary.
+    turns = _group_turns(since, True, counter)
+
+    # 3. They fit beside the summary: nothing to do.
+    def room(s: Message | None, share: float = 1.0) -> tuple[float, float]:
+        used_m, used_t = (1, counter.message(s)) if s is not None else (0, 0)
+        return max_messages * share - used_m, max_tokens * share - used_t
+
+    if _fit(turns, *room(summary)) == len(turns):
+        return ([summary] if summary else []) + [m for t in turns for m in t.messages]
+
+    # 4. Refresh: fold the older turns into a new summary; keep the newest that fit in
+    #    a share of the limits. Repeat if the new summary leaves too little room.
+    keep = _fit(turns, *room(summary, KEEP_FRACTION))
+    while True:
+        dropped = turns[: len(turns) - keep]
+        if dropped:
+            material = ([summary] if summary else []) + [m for t in dropped for m in t.messages]
+            text = await summarize(material)
+            summary = Message(
+                role=SUMMARY_ROLE,
+                content=text,
+                status=MessageStatus.COMMITTED,
+                metadata={"covers_to_seq": dropped[-1].last_seq, "summarized_turns":
+                          len(dropped) + _summarized_turns(summary)},
+            )
+            turns = turns[len(turns) - keep :]
+        fits = _fit(turns, *room(summary))
+        if fits == len(turns) or not dropped:
+            keep = fits
+            turns = turns[len(turns) - keep :]
+            break
+        keep = fits
+    if summary is not None and summary.seq is None:
+        (summary,) = await storage.append_messages(session_id, [summary])
+    return ([summary] if summary else []) + [m for t in turns for m in t.messages]
+
+
+def _covered_seq(summary: Message | None) -> int:
+    if summary is None:
+        return -1
+    value = summary.metadata.get("covers_to_seq")
+    if isinstance(value, int):
+        return value
+    # A summary without the marker (written by hand or an older version) covers what
+    # came before it.
+    return (summary.seq or 0) - 1
+
+
+def _summarized_turns(summary: Message | None) -> int:
+    if summary is None:
+        return 0
+    value = summary.metadata.get("summarized_turns", 0)
+    return value if isinstance(value, int) else 0
