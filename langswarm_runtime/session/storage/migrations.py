@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "migrate", "applied_migrations"]
+__all__ = ["MIGRATIONS", "applied_migrations", "migrate"]
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -33,10 +33,7 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             usage          TEXT NOT NULL,  -- JSON object
             created_at     REAL NOT NULL,
             updated_at     REAL NOT NULL,
-            version        INTEGER NOT NULL,
-            -- highest seq handed out; seqs are never reused, even after a pending
-            -- placeholder is removed
-            last_seq       INTEGER NOT NULL DEFAULT 0
+            version        INTEGER NOT NULL
         )
         """
     )
@@ -45,11 +42,13 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE INDEX sessions_by_user ON sessions (user_id, updated_at, session_id)"
     )
-    # WITHOUT ROWID: rows are stored in (session_id, seq) order, so the last N messages
-    # of a session are N adjacent rows read backwards from one b-tree seek.
+    # Rows are appended at the end of the rowid b-tree (cheapest insert); the unique
+    # (session_id, seq) index serves seq allocation (MAX is its last entry) and
+    # load_messages(last=N), which reads N index entries backwards: O(N).
     conn.execute(
         """
         CREATE TABLE messages (
+            id                  INTEGER PRIMARY KEY,
             session_id          TEXT NOT NULL
                                 REFERENCES sessions (session_id) ON DELETE CASCADE,
             seq                 INTEGER NOT NULL,
@@ -59,11 +58,11 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             usage               TEXT,           -- JSON object or NULL
             provider_message_id TEXT,
             created_at          REAL NOT NULL,
-            metadata            TEXT,           -- JSON object, NULL when empty
-            PRIMARY KEY (session_id, seq)
-        ) WITHOUT ROWID
+            metadata            TEXT            -- JSON object, NULL when empty
+        )
         """
     )
+    conn.execute("CREATE UNIQUE INDEX messages_by_seq ON messages (session_id, seq)")
     # Partial index: pending/failed/interrupted messages are few, so finding a session's
     # non-committed turns never scans its committed history.
     conn.execute(
@@ -89,8 +88,12 @@ def applied_migrations(conn: sqlite3.Connection) -> list[str]:
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations; return the names applied now. ``conn`` is autocommit."""
-    if len(applied_migrations(conn)) >= len(MIGRATIONS):
+    """Apply pending migrations; return the names applied now. ``conn`` is autocommit.
+
+    ``PRAGMA user_version`` mirrors the number of applied migrations: reading it costs
+    no table access, which keeps opening a current database cheap.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
         return []  # fast path: no write lock taken when the schema is current
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -110,6 +113,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
                 (name, time.time()),
             )
             applied.append(name)
+        conn.execute(f"PRAGMA user_version = {len(done) + len(applied)}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
