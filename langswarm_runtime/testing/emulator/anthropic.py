@@ -1,0 +1,197 @@
+"""Anthropic wire API: Messages (plain and SSE) and the beta message threads.
+
+Mounted under ``/anthropic``; point the SDK at ``emu.url("anthropic")`` (the host root:
+the SDK adds ``/v1/messages`` itself).
+
+Message threads (beta header ``anthropic-beta: message-threads-2026-08-12``): a request
+with ``thread: {"type": "create"}`` makes the server hold the conversation under the
+response's ``id``; ``{"type": "continue", "previous_message_id": id}`` sends only the new
+turn. Each response can be continued once, and a ``continue`` may not repeat ``system``,
+as on the real API. A key starting with ``invalid`` is refused with 401, so adapters can
+test their auth error mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from langswarm_runtime.testing.emulator.server import (
+    EmulatorHTTPError,
+    EmulatorRequest,
+    JSONResponse,
+    SSEResponse,
+    count_words,
+    echo_reply,
+    error_shape,
+    new_id,
+    route,
+    word_deltas,
+)
+
+P = "anthropic"
+THREADS_BETA = "message-threads-2026-08-12"
+# Error codes the SDK maps to its typed thread errors (``error.details.error_code``).
+_THREAD_CODES = frozenset(
+    {"thread_not_found", "thread_already_continued", "thread_continue_in_flight"}
+)
+
+
+@error_shape(P)
+def _error(status: int, message: str, code: str | None) -> Any:
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        529: "overloaded_error",
+    }.get(status, "api_error")
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if code == "not_found":  # the core's generic "conversation lost" fault
+        code = "thread_not_found"
+    if code in _THREAD_CODES:
+        error["details"] = {"error_code": code}
+    return {"type": "error", "error": error, "request_id": new_id("req_")}
+
+
+def _text(content: Any) -> str:
+    """Text of a message's or system's content: a str or a list of text blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
+        )
+    return ""
+
+
+def _check_auth(req: EmulatorRequest) -> None:
+    key = req.headers.get("x-api-key") or req.headers.get("authorization", "").removeprefix(
+        "Bearer "
+    )
+    if key.startswith("invalid"):
+        raise EmulatorHTTPError(401, "invalid x-api-key")
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and m.get("role") in ("user", "assistant") for m in messages
+    ):
+        raise EmulatorHTTPError(400, "messages: each message needs role 'user' or 'assistant'")
+    return [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
+
+
+def _usage(req: EmulatorRequest, input_words: int, output_words: int) -> dict[str, Any]:
+    cached = min(req.emulator.cached_tokens, input_words)
+    # Anthropic reports cache reads apart from (not inside) input_tokens.
+    return {
+        "input_tokens": input_words - cached,
+        "output_tokens": output_words,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def _thread_context(
+    req: EmulatorRequest, body: dict[str, Any], new: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str | None, dict[str, Any] | None]:
+    """(context the model sees, system prompt, thread record continued) for this request.
+    Caller holds the lock."""
+    thread = body.get("thread")
+    system = _text(body.get("system")) or None
+    if thread is None:
+        return new, system, None
+    if THREADS_BETA not in req.headers.get("anthropic-beta", ""):
+        raise EmulatorHTTPError(400, f"thread: requires the beta header {THREADS_BETA!r}")
+    kind = thread.get("type") if isinstance(thread, dict) else None
+    if kind == "create":
+        return new, system, None
+    if kind != "continue" or not thread.get("previous_message_id"):
+        raise EmulatorHTTPError(400, "thread: expected type 'create' or 'continue'")
+    if "system" in body:
+        raise EmulatorHTTPError(400, "thread: `system` is fixed when the thread is created")
+    prev_id = thread["previous_message_id"]
+    prev = req.state.setdefault("threads", {}).get(prev_id)
+    if prev is None:
+        raise EmulatorHTTPError(
+            404, f"No thread state for previous_message_id '{prev_id}'", code="thread_not_found"
+        )
+    if prev["continued"]:
+        raise EmulatorHTTPError(
+            400, f"Message '{prev_id}' was already continued", code="thread_already_continued"
+        )
+    return prev["messages"] + new, prev["system"], prev
+
+
+@route("POST", r"/v1/messages", provider=P)
+def create_message(req: EmulatorRequest) -> JSONResponse | SSEResponse:
+    _check_auth(req)
+    body = req.json
+    if not isinstance(body, dict) or not body.get("model"):
+        raise EmulatorHTTPError(400, "model: Field required")
+    if not isinstance(body.get("max_tokens"), int):
+        raise EmulatorHTTPError(400, "max_tokens: Field required")
+    new = _messages(body)
+    with req.lock:
+        context, system, prev = _thread_context(req, body, new)
+        if not context or context[-1]["role"] != "user":
+            raise EmulatorHTTPError(400, "messages: the last message must have role 'user'")
+        reply = echo_reply(context[-1]["content"], len(context) - 1)
+        mid = new_id("msg_")
+        if body.get("thread") is not None:
+            if prev is not None:
+                prev["continued"] = True
+            req.state.setdefault("threads", {})[mid] = {
+                "messages": context + [{"role": "assistant", "content": reply}],
+                "system": system,
+                "continued": False,
+            }
+    input_words = count_words(system, *(m["content"] for m in context))
+    usage = _usage(req, input_words, count_words(reply))
+    message = {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": [{"type": "text", "text": reply}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    if not body.get("stream"):
+        return JSONResponse(message)
+    return SSEResponse(_events(message, reply, usage))
+
+
+def _events(
+    message: dict[str, Any], reply: str, usage: dict[str, Any]
+) -> Iterator[tuple[str | None, Any]]:
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    yield "message_start", {"type": "message_start", "message": start}
+    yield "content_block_start", {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    yield "ping", {"type": "ping"}
+    for delta in word_deltas(reply):
+        yield "content_block_delta", {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": delta},
+        }
+    yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+    yield "message_delta", {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": usage["output_tokens"]},
+    }
+    yield "message_stop", {"type": "message_stop"}
