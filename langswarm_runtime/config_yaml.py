@@ -32,6 +32,7 @@ _NESTING = "__"
 #: Variables with our prefix that are not config keys.
 _NOT_KEYS = {"CONFIG", "LOAD_PLUGINS", "TRACE_PLUGINS"}
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _REF = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -112,6 +113,10 @@ def _build(
     if depth > 64:  # recursive aliases would never end
         raise ConfigError("YAML nested too deeply", file=file, key_path=path or None,
                           line=node.start_mark.line + 1)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+        # SafeLoader would refuse it; walking the nodes ourselves we must too.
+        raise ConfigError(f"malformed YAML: unsupported tag {node.tag!r}", file=file,
+                          key_path=path or None, line=node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
         out: dict[str, Any] = {}
