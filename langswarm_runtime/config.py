@@ -102,7 +102,8 @@ class TypedBlock(BaseModel):
             dumped = self.options.model_dump(mode="json")
             dumped.pop("type", None)
             data.update(dumped)
-        return _mask(data)
+        masked: dict[str, Any] = _mask(data)
+        return masked
 
 
 class SwarmConfig(BaseModel):
@@ -191,9 +192,9 @@ def load_config(
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file: {type(exc).__name__}",
-                              file=source) from None
-        data, lines = parse_yaml(text, source)
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise ConfigError(f"cannot read config file: {reason}", file=source) from None
+        data, lines = parse_yaml(text, str(file))
     elif explicit:
         what = "is a directory" if file.exists() else "not found"
         raise ConfigError(f"config file {what}", file=source)
@@ -206,6 +207,7 @@ def load_config(
     if "storage" not in data:
         data["storage"] = dict(DEFAULT_STORAGE)
     merged = read_settings(_FileShape, data, env, locator)
+    assert isinstance(merged, _FileShape)
     return build_config(merged, plugins=plugins, environ=env, source=source, locator=locator)
 
 
