@@ -38,7 +38,7 @@ class Finding:
 # --- email -------------------------------------------------------------------------------
 
 _EMAIL = re.compile(
-    r"(?<![\w.+%-])[A-Za-z0-9_%+-](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"(?<![\w.+%'-])[A-Za-z0-9_%+-](?:[A-Za-z0-9._%+'-]{0,62}[A-Za-z0-9_%+-])?"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
 )
 
@@ -196,7 +196,8 @@ _PHONE_US = re.compile(
     rf"\d{{3}}[.\- ]\d{{4}}(?![\w/-])(?![.\- ]\d)"
 )
 _PHONE_TRUNK = re.compile(
-    rf"(?<![\w+/.-])(?<!\d[ .-])(?:\(0\d{{1,4}}\)|0\d{{1,4}})(?:{_SEP}\d{{2,8}}){{1,4}}(?![\w/-])(?!{_SEP}\d)"
+    rf"(?<![\w+/.-])(?<!\d[ .-])(?:\(0\d{{1,4}}\)|0\d{{1,4}})(?:(?:{_SEP}|/)\d{{2,8}}){{1,4}}"
+    rf"(?![\w/-])(?!{_SEP}\d)"
 )
 # Unseparated national numbers are too much like order numbers to take without a cue.
 _PHONE_CUED = re.compile(
@@ -228,8 +229,8 @@ def _valid_phone_trunk(m: re.Match[str]) -> bool:
     seps = {c for c in raw if not c.isdigit() and c not in "()"}
     if len(seps) > 1:
         return False
-    # Dates ("01.02.2023"), short codes and decimal tables fall outside 10-11 digits.
-    return 10 <= _digits(raw) <= 11
+    # Dates ("01.02.2023"), short codes and decimal tables fall outside 10-12 digits.
+    return 10 <= _digits(raw) <= 12
 
 
 # --- API keys and secrets --------------------------------------------------------------------
@@ -248,9 +249,14 @@ _API_KEY = re.compile(
 )
 # "api_key=...", "Authorization: Bearer ...", "secret: ...": the token after the cue.
 _KEYED_SECRET = re.compile(
-    r"(?i)(?:\b(?:api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|client[_-]?secret"
-    r"|auth[_-]?token|access[_-]?token|token|password|passwd|pwd)\b[\"']?\s*[:=]\s*[\"']?"
-    r"|\bbearer\s+)(?P<v>[A-Za-z0-9_\-+/=.]{16,})"
+    r"(?i)(?:(?<![a-z0-9])(?:[a-z0-9]+[_-])*(?:api[_-]?key|apikey|access[_-]?key"
+    r"|secret(?:[_-]?(?:access[_-]?)?key)?|client[_-]?secret|auth[_-]?token|access[_-]?token"
+    r"|token)\b[\"']?\s*[:=]\s*[\"']?|\bbearer\s+)(?P<v>[A-Za-z0-9_\-+/=.]{16,})"
+)
+# A password needs no entropy test: whatever follows the cue is the secret.
+_PASSWORD = re.compile(
+    r"(?i)(?<![a-z0-9])(?:[a-z0-9]+[_-])*(?:password|passwd|pwd|passphrase)\b[\"']?\s*[:=]\s*"
+    r"[\"']?(?P<v>[^\s\"']{6,})(?<![.,;])"
 )
 
 
@@ -299,6 +305,7 @@ _DETECTORS: dict[Entity, list[tuple[re.Pattern[str], _Validator, Callable[[str],
     "api_key": [
         (_API_KEY, _always, lambda t: True),
         (_KEYED_SECRET, _group(_looks_random), lambda t: True),
+        (_PASSWORD, _group(), lambda t: True),
     ],
     "email": [(_EMAIL, _always, lambda t: "@" in t)],
     "iban": [(_IBAN, _iban_span, lambda t: True)],
