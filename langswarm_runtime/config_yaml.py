@@ -266,9 +266,14 @@ def read_settings(
     except ValidationError as exc:
         raise locator.error_from_validation(exc, "", shape) from None
     except SettingsError as exc:
-        # pydantic-settings names the field; the value is not in its message.
-        raise ConfigError(f"cannot parse environment override: {exc}",
-                          file=locator.file) from None
+        # pydantic-settings names the field (never the value): point at the variable.
+        found = re.search(r'field "([^"]+)"', str(exc))
+        field = found.group(1) if found else None
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else "a LANGSWARM_ variable"
+        raise ConfigError(
+            f"cannot parse environment variable {variable}: complex values must be JSON",
+            key_path=field,
+        ) from None
     finally:
         _CURRENT.reset(token)
     return shape.model_validate(settings.model_dump(exclude_unset=False))

@@ -205,6 +205,8 @@ def test_environment_overrides_file(tmp_path: Path, pm: PluginManager) -> None:
         LANGSWARM_PROVIDERS__CLAUDE__CONTEXT__MAX_MESSAGES="7",
         LANGSWARM_STORAGE__PATH=str(tmp_path / "env.db"),
         LANGSWARM_DEFAULTS__BACKEND="native",
+        LANGSWARM_PLUGINS__DISABLED='["nothing-real"]',
+        LANGSWARM_MIDDLEWARE='[{"type": "tag", "label": "from-env"}]',
         langswarm_defaults__user_id="lower-case-works",
     )
     claude = config.providers["claude"].options
@@ -214,6 +216,8 @@ def test_environment_overrides_file(tmp_path: Path, pm: PluginManager) -> None:
     assert config.storage.options.path == str(tmp_path / "env.db")  # type: ignore[union-attr]
     assert config.defaults.backend is SessionBackend.NATIVE
     assert config.defaults.user_id == "lower-case-works"
+    assert config.plugins.disabled == ["nothing-real"]
+    assert [b.options.label for b in config.middleware] == ["from-env"]  # type: ignore[union-attr]
 
 
 def test_environment_override_without_file_keeps_default_storage_type(
@@ -231,6 +235,11 @@ def test_bad_environment_override_names_the_variable(tmp_path: Path) -> None:
     err = error(path, LANGSWARM_PROVIDERS__LOCAL__TIMEOUT="soon")
     assert err.key_path == "providers.local.timeout" and err.line is None
     assert str(err).endswith("(set by environment variable LANGSWARM_PROVIDERS__LOCAL__TIMEOUT)")
+    err = error(path, LANGSWARM_MIDDLEWARE='[{"type": ')
+    assert str(err) == (
+        "middleware: cannot parse environment variable LANGSWARM_MIDDLEWARE:"
+        " complex values must be JSON"
+    )
     err = error(path, LANGSWARM_DEFAULTS__BACKEND="sideways")
     assert err.key_path == "defaults.backend" and "LANGSWARM_DEFAULTS__BACKEND" in str(err)
 
