@@ -57,6 +57,8 @@ DISTRIBUTION = "langswarm-runtime"
 DEFAULT_PLUGINS: list[str] = [
     "langswarm_runtime.providers.echo",
     "langswarm_runtime.providers.openai",
+    "langswarm_runtime.providers.cohere",
+    "langswarm_runtime.providers.mistral",
     "langswarm_runtime.session.storage.memory",
     "langswarm_runtime.session.storage.sqlite",
     "langswarm_runtime.middleware.pii",

@@ -1,0 +1,312 @@
+"""Cohere through the official ``cohere`` SDK (v2 chat).
+
+Hybrid only: Cohere keeps no conversation state, so every call sends the system prompt and
+the stored history (``AsyncClientV2.chat`` / ``chat_stream``). ``supports_native`` is False:
+``backend: native`` is a ``ConfigError`` raised by the runtime, and ``auto`` picks hybrid.
+
+The SDK is imported when the first client is built, never at module import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from langswarm_runtime.errors import (
+    ConfigError,
+    LangSwarmError,
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._common import (
+    api_key_value,
+    error_for_status,
+    history_turns,
+    import_sdk,
+    make_usage,
+    parse_retry_after,
+    scrub,
+    with_retries,
+    without_version_suffix,
+)
+from langswarm_runtime.providers.base import (
+    Provider,
+    ProviderConfig,
+    ProviderReply,
+    ProviderRequest,
+)
+
+__all__ = ["CohereConfig", "CohereProvider"]
+
+# Arguments the adapter sets itself; ``extra`` may not override them.
+_OWN_ARGS = frozenset({"model", "messages", "max_tokens", "temperature"})
+
+
+class CohereConfig(ProviderConfig):
+    """Options of a ``cohere`` provider entry.
+
+    ``base_url`` is the host root (``https://api.cohere.com``); a trailing ``/v1`` or
+    ``/v2`` is dropped because the SDK adds the version to each path. ``api_key`` defaults
+    to the SDK's ``CO_API_KEY`` environment variable. ``extra`` is passed to ``chat`` (e.g.
+    ``{seed: 7, safety_mode: OFF}``).
+    """
+
+    type: str | None = "cohere"
+    model: str | None = "command-a-03-2025"
+
+
+class CohereProvider(Provider):
+    """The ``cohere`` provider: v2 chat with the whole history on every call."""
+
+    supports_native = False
+
+    def __init__(self, config: CohereConfig | None = None, *, name: str | None = None) -> None:
+        super().__init__(config or CohereConfig(), name=name or "cohere")
+        self.config: CohereConfig
+        # One client per event loop: httpx pools are bound to the loop that opened them.
+        self._clients: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ client
+
+    def _key(self) -> str | None:
+        return api_key_value(self.config.api_key)
+
+    def _client(self) -> Any:
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            cohere = import_sdk("cohere", "cohere")
+            cfg = self.config
+            kwargs: dict[str, Any] = {
+                "timeout": cfg.timeout,
+                # The SDK retries 408/409/429/5xx (529 included) and connection errors
+                # itself, honouring Retry-After capped at 60 s; streams it does not retry,
+                # so stream() opens them through our own loop with the same rules.
+                "max_retries": cfg.max_retries,
+                "log_warning_experimental_features": False,
+            }
+            if cfg.base_url:  # unset: keep the SDK's default (and its CO_API_URL variable)
+                kwargs["base_url"] = without_version_suffix(cfg.base_url)
+            try:
+                client = cohere.AsyncClientV2(api_key=self._key(), **kwargs)
+            except _api_error():  # raised when no key is set anywhere
+                raise ProviderAuthError(
+                    "no API key: set api_key in the provider entry or CO_API_KEY",
+                    provider=self.name,
+                ) from None
+            self._check_extra(client)
+            self._clients[loop_id] = client
+        return client
+
+    def _check_extra(self, client: Any) -> None:
+        """Unknown ``extra`` keys are a config error now, not a TypeError mid-turn."""
+        accepted = set(inspect.signature(client.chat).parameters) - _OWN_ARGS - {"self"}
+        unknown = sorted(set(self.config.extra) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"provider {self.name!r}: extra option(s) {', '.join(unknown)} not accepted by "
+                f"cohere chat; known: {', '.join(sorted(accepted))}",
+                key_path=f"providers.{self.name}.extra",
+            )
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            try:
+                await client.__aexit__(None, None, None)
+            except RuntimeError:  # opened on a loop that is gone; nothing left to release
+                pass
+
+    # ------------------------------------------------------------------ errors
+
+    def _map_error(self, exc: BaseException) -> ProviderError | None:
+        """The ProviderError for an SDK/transport failure; None for anything else (a bug)."""
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, LangSwarmError):
+            return None  # ours already (e.g. ConfigError): let it through as it is
+        key = self._key()
+        transport = _transport_kind(exc)
+        if transport == "timeout":
+            return ProviderTimeout(f"no answer within {self.config.timeout:g}s", provider=self.name)
+        if transport == "connection":
+            return ProviderUnavailable(
+                f"connection failed: {scrub(str(exc) or type(exc).__name__, key)}",
+                provider=self.name,
+            )
+        if isinstance(exc, _api_error()):
+            status = exc.status_code
+            if status is not None and 200 <= status < 300:
+                return ProviderBadResponse("answer was not valid JSON", provider=self.name)
+            if status == 498:  # Cohere's "invalid token"
+                status = 401
+            return error_for_status(
+                status,
+                scrub(_body_message(exc.body), key),
+                provider=self.name,
+                retry_after=parse_retry_after(exc.headers),
+            )
+        if isinstance(exc, (json.JSONDecodeError, ValidationError, UnicodeDecodeError)):
+            return ProviderBadResponse("answer did not match the API schema", provider=self.name)
+        return None
+
+    async def _guard(self, call: Any) -> Any:
+        try:
+            return await call
+        except Exception as exc:
+            mapped = self._map_error(exc)
+            if mapped is None:
+                raise
+        raise mapped  # outside the handler, so the SDK exception is not chained
+
+    # ------------------------------------------------------------------ request shaping
+
+    def _arguments(self, request: ProviderRequest) -> dict[str, Any]:
+        model = request.model or self.config.model
+        if not model:
+            raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
+        messages: list[dict[str, str]] = []
+        if request.system_prompt:
+            messages.append({"role": "system", "content": request.system_prompt})
+        for role, text in history_turns([*request.history, request.message]):
+            messages.append({"role": role, "content": text})
+        args: dict[str, Any] = {"model": model, "messages": messages}
+        max_tokens = request.max_tokens or self.config.max_tokens
+        if max_tokens is not None:
+            args["max_tokens"] = max_tokens
+        temperature = request.temperature
+        if temperature is None:
+            temperature = self.config.temperature
+        if temperature is not None:
+            args["temperature"] = temperature
+        args.update(self.config.extra)
+        return args
+
+    def _usage(self, usage: Any) -> Any:
+        # "tokens" is what the model processed; "billed_units" what was charged. Either
+        # may be missing; both arrive as floats.
+        counted = getattr(usage, "tokens", None) or getattr(usage, "billed_units", None)
+        return make_usage(
+            getattr(counted, "input_tokens", 0),
+            getattr(counted, "output_tokens", 0),
+            getattr(usage, "cached_tokens", 0),
+        )
+
+    # ------------------------------------------------------------------ send
+
+    async def send(self, request: ProviderRequest) -> ProviderReply:
+        client = self._client()
+        args = self._arguments(request)
+        options = dict(args.pop("request_options", None) or {})
+        # A dropped connection is safe to replay: a chat call changes nothing server-side.
+        options.setdefault("retry_remote_protocol_errors", True)
+        response = await self._guard(client.chat(**args, request_options=options))
+        if getattr(response, "finish_reason", None) == "ERROR":
+            raise ProviderBadResponse("generation failed (finish_reason ERROR)", provider=self.name)
+        message = getattr(response, "message", None)
+        parts = getattr(message, "content", None) or []
+        text = "".join(getattr(p, "text", "") for p in parts if getattr(p, "type", "") == "text")
+        return ProviderReply(
+            content=text,
+            usage=self._usage(getattr(response, "usage", None)),
+            provider_message_id=getattr(response, "id", None),
+            model=args["model"],
+        )
+
+    # ------------------------------------------------------------------ stream
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        client = self._client()
+        args = self._arguments(request)
+
+        async def open_stream() -> tuple[Any, Any]:
+            # The status arrives with the first event: read it inside the retry loop.
+            events = client.chat_stream(**args)
+            try:
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except BaseException:
+                await events.aclose()
+                raise
+            return events, first
+
+        events, first = await self._guard(
+            with_retries(open_stream, max_retries=self.config.max_retries, classify=self._map_error)
+        )
+        parts: list[str] = []
+        reply_id: str | None = None
+        end: Any = None
+        try:
+            event = first
+            while event is not None:
+                kind = getattr(event, "type", None)
+                if kind == "message-start":
+                    reply_id = getattr(event, "id", None)
+                elif kind == "content-delta":
+                    content = getattr(getattr(event.delta, "message", None), "content", None)
+                    text = getattr(content, "text", None)
+                    if text:
+                        parts.append(text)
+                        yield text
+                elif kind == "message-end":
+                    end = getattr(event, "delta", None)
+                event = await self._guard(_next(events))
+        finally:
+            await events.aclose()
+        if end is None:
+            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        if getattr(end, "error", None) or getattr(end, "finish_reason", None) == "ERROR":
+            error = scrub(str(getattr(end, "error", None) or "finish_reason ERROR"), self._key())
+            raise ProviderBadResponse(f"generation failed: {error}", provider=self.name)
+        yield ProviderReply(
+            content="".join(parts),
+            usage=self._usage(getattr(end, "usage", None)),
+            provider_message_id=reply_id,
+            model=args["model"],
+        )
+
+
+def _api_error() -> type[Exception]:
+    """The base of every cohere SDK HTTP error (imported lazily, like the SDK)."""
+    return import_sdk("cohere.core.api_error", "cohere").ApiError  # type: ignore[no-any-return]
+
+
+async def _next(events: Any) -> Any:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _transport_kind(exc: BaseException) -> str | None:
+    """'timeout' / 'connection' for httpx transport errors (matched by class name, so no
+    httpx import and any httpx fork an SDK vendors works too); None otherwise."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "TimeoutException" in names:
+        return "timeout"
+    if names & {"TransportError", "NetworkError", "RemoteProtocolError", "ProtocolError"}:
+        return "connection"
+    return None
+
+
+def _body_message(body: Any) -> str:
+    # Cohere's error body is {"id": ..., "message": ...}; anything else is shown briefly.
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    text = str(body) if body is not None else ""
+    return text[:200] or "request failed"
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register("cohere", CohereProvider, CohereConfig)

@@ -1,0 +1,454 @@
+"""Mistral through the official ``mistralai`` SDK (``from mistralai.client import Mistral``).
+
+- HYBRID: ``chat.complete_async`` / ``chat.stream_async`` with the system prompt and the
+  stored history on every call.
+- NATIVE: the beta Conversations API. The first turn ``start``s a stored conversation
+  seeded with the local mirror; each later turn ``append``s only the new message to the
+  conversation id kept in the session's provider state. A conversation the server no
+  longer knows (404) is started afresh from the mirror, and the new id recorded.
+
+Retries: the SDK's own ``RetryConfig`` is bounded by elapsed time, not by a count, and
+sleeps for whatever Retry-After says; so the SDK's retrying is switched off and calls go
+through ``with_retries`` (``max_retries`` attempts, Retry-After capped at 60 s, else
+exponential backoff). The SDK is imported when the first client is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from langswarm_runtime.errors import (
+    ConfigError,
+    LangSwarmError,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderNotFound,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._common import (
+    api_key_value,
+    error_for_status,
+    history_turns,
+    import_sdk,
+    make_usage,
+    parse_retry_after,
+    scrub,
+    with_retries,
+    without_version_suffix,
+)
+from langswarm_runtime.providers.base import (
+    Provider,
+    ProviderConfig,
+    ProviderReply,
+    ProviderRequest,
+)
+from langswarm_runtime.session.models import Message, SessionBackend, Usage
+
+__all__ = ["MistralConfig", "MistralProvider"]
+
+#: Provider-state key holding the remote conversation id (namespaced: never replayed to
+#: another provider's adapter).
+STATE_KEY = "mistral_conversation_id"
+_CHAT_OWN = frozenset({"model", "messages", "max_tokens", "temperature", "stream"})
+_CONV_OWN = frozenset({"inputs", "model", "store", "instructions", "completion_args"})
+
+T = TypeVar("T")
+
+
+class MistralConfig(ProviderConfig):
+    """Options of a ``mistral`` provider entry.
+
+    ``base_url`` is the server root (``https://api.mistral.ai``): a trailing ``/v1`` is
+    dropped, as the SDK adds it to each path. ``api_key`` defaults to ``MISTRAL_API_KEY``.
+    ``extra`` goes to ``chat.complete_async`` in hybrid mode; in native mode, keys the
+    Conversations ``completion_args`` know (``top_p``, ``random_seed``, ``stop``...) go
+    there and the rest to ``start_async`` (e.g. ``guardrails``, ``metadata``).
+    """
+
+    type: str | None = "mistral"
+    model: str | None = "mistral-large-latest"
+
+
+class MistralProvider(Provider):
+    """The ``mistral`` provider. Native mode uses the beta Conversations API."""
+
+    supports_native = True
+
+    def __init__(self, config: MistralConfig | None = None, *, name: str | None = None) -> None:
+        super().__init__(config or MistralConfig(), name=name or "mistral")
+        self.config: MistralConfig
+        # One client per event loop: httpx pools are bound to the loop that opened them.
+        self._clients: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ client
+
+    def _key(self) -> str | None:
+        return api_key_value(self.config.api_key)
+
+    def _client(self) -> Any:
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            sdk = import_sdk("mistralai.client", "mistral")
+            retries = import_sdk("mistralai.client.utils.retries", "mistral")
+            cfg = self.config
+            kwargs: dict[str, Any] = {
+                "timeout_ms": max(1, round(cfg.timeout * 1000)),
+                # Explicitly off (see the module docstring): with_retries does it.
+                "retry_config": retries.RetryConfig(
+                    "none", retries.BackoffStrategy(500, 8000, 2.0, 60_000), False
+                ),
+            }
+            if cfg.base_url:
+                kwargs["server_url"] = without_version_suffix(cfg.base_url)
+            client = sdk.Mistral(api_key=self._key(), **kwargs)
+            self._check_extra(client)
+            self._clients[loop_id] = client
+        return client
+
+    def _check_extra(self, client: Any) -> None:
+        """Unknown ``extra`` keys are a config error now, not a TypeError mid-turn."""
+        extra = set(self.config.extra)
+        chat_ok = set(inspect.signature(client.chat.complete_async).parameters) - _CHAT_OWN
+        conv_ok = (
+            set(inspect.signature(client.beta.conversations.start_async).parameters) - _CONV_OWN
+        ) | self._completion_fields()
+        unknown = sorted(extra - (chat_ok | conv_ok))
+        if unknown:
+            raise ConfigError(
+                f"provider {self.name!r}: extra option(s) {', '.join(unknown)} not accepted "
+                "by mistral chat or conversations",
+                key_path=f"providers.{self.name}.extra",
+            )
+
+    @staticmethod
+    def _completion_fields() -> set[str]:
+        models = import_sdk("mistralai.client.models", "mistral")
+        return set(models.CompletionArgs.model_fields)
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            try:
+                await client.__aexit__(None, None, None)
+            except RuntimeError:  # opened on a loop that is gone; nothing left to release
+                pass
+
+    # ------------------------------------------------------------------ errors
+
+    def _map_error(self, exc: BaseException) -> ProviderError | None:
+        """The ProviderError for an SDK/transport failure; None for anything else (a bug)."""
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, LangSwarmError):
+            return None  # ours already (e.g. ConfigError): let it through as it is
+        key = self._key()
+        transport = _transport_kind(exc)
+        if transport == "timeout":
+            return ProviderTimeout(f"no answer within {self.config.timeout:g}s", provider=self.name)
+        if transport == "connection":
+            return ProviderUnavailable(
+                f"connection failed: {scrub(str(exc) or type(exc).__name__, key)}",
+                provider=self.name,
+            )
+        errors = import_sdk("mistralai.client.errors", "mistral")
+        if isinstance(exc, errors.ResponseValidationError):
+            return ProviderBadResponse("answer did not match the API schema", provider=self.name)
+        if isinstance(exc, errors.MistralError):
+            return error_for_status(
+                exc.status_code,
+                scrub(_body_message(exc.body), key),
+                provider=self.name,
+                retry_after=parse_retry_after(dict(exc.headers)),
+            )
+        if isinstance(exc, errors.NoResponseError):
+            return ProviderUnavailable("no response received", provider=self.name)
+        if isinstance(exc, (json.JSONDecodeError, ValidationError, UnicodeDecodeError)):
+            return ProviderBadResponse("answer did not match the API schema", provider=self.name)
+        return None
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One SDK call with our retries; failures come out as ProviderError, unchained."""
+        try:
+            return await with_retries(
+                call, max_retries=self.config.max_retries, classify=self._map_error
+            )
+        except Exception as exc:
+            mapped = self._map_error(exc)
+            if mapped is None:
+                raise
+        raise mapped
+
+    # ------------------------------------------------------------------ request shaping
+
+    def _model(self, request: ProviderRequest) -> str:
+        model = request.model or self.config.model
+        if not model:
+            raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
+        return model
+
+    def _sampling(self, request: ProviderRequest) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        max_tokens = request.max_tokens or self.config.max_tokens
+        if max_tokens is not None:
+            out["max_tokens"] = max_tokens
+        temperature = request.temperature
+        if temperature is None:
+            temperature = self.config.temperature
+        if temperature is not None:
+            out["temperature"] = temperature
+        return out
+
+    def _chat_args(self, request: ProviderRequest) -> dict[str, Any]:
+        messages: list[dict[str, str]] = []
+        if request.system_prompt:
+            messages.append({"role": "system", "content": request.system_prompt})
+        for role, text in history_turns([*request.history, request.message]):
+            messages.append({"role": role, "content": text})
+        return {
+            "model": self._model(request),
+            "messages": messages,
+            **self._sampling(request),
+            **self.config.extra,
+        }
+
+    def _conv_options(self, request: ProviderRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(completion_args, start-only kwargs) from the sampling options and ``extra``."""
+        fields = self._completion_fields()
+        completion = self._sampling(request)
+        start: dict[str, Any] = {}
+        for k, v in self.config.extra.items():
+            (completion if k in fields else start)[k] = v
+        return completion, start
+
+    # ------------------------------------------------------------------ native
+
+    async def _open_native(self, request: ProviderRequest, *, stream: bool) -> tuple[Any, str | None]:
+        """Append the new message to the session's conversation, or start one seeded from
+        the mirror when there is none or the server lost it. Returns (response or event
+        stream, conversation id; None when it arrives in the stream)."""
+        conversations = self._client().beta.conversations
+        completion, start_kw = self._conv_options(request)
+        conv_id = request.state.get(STATE_KEY)
+        if conv_id is not None:
+            append = conversations.append_stream_async if stream else conversations.append_async
+            try:
+                response = await self._call(
+                    lambda: append(
+                        conversation_id=conv_id,
+                        inputs=request.message.content,
+                        completion_args=completion or None,
+                    )
+                )
+                return response, conv_id
+            except ProviderNotFound:
+                pass  # the server lost it: start a new one from the local mirror
+        history = await request.load_history() if request.load_history else []
+        instructions, inputs = _seed(request.system_prompt, [*history, request.message])
+        begin = conversations.start_stream_async if stream else conversations.start_async
+        response = await self._call(
+            lambda: begin(
+                inputs=inputs,
+                model=self._model(request),
+                store=True,
+                instructions=instructions,
+                completion_args=completion or None,
+                **start_kw,
+            )
+        )
+        return response, getattr(response, "conversation_id", None)
+
+    # ------------------------------------------------------------------ send
+
+    async def send(self, request: ProviderRequest) -> ProviderReply:
+        if request.backend is SessionBackend.NATIVE:
+            response, conv_id = await self._open_native(request, stream=False)
+            texts = [
+                _content_text(getattr(o, "content", None))
+                for o in response.outputs
+                if getattr(o, "type", None) == "message.output"
+            ]
+            if not texts:
+                raise ProviderBadResponse("answer had no message output", provider=self.name)
+            last = [o for o in response.outputs if getattr(o, "type", None) == "message.output"][-1]
+            return ProviderReply(
+                content="".join(texts),
+                usage=_usage(response.usage),
+                provider_message_id=getattr(last, "id", None),
+                state={STATE_KEY: conv_id},
+                model=getattr(last, "model", None) or self._model(request),
+            )
+        args = self._chat_args(request)
+        chat = self._client().chat
+        completion = await self._call(lambda: chat.complete_async(**args))
+        if not completion.choices or completion.choices[0].message is None:
+            raise ProviderBadResponse("answer had no choices", provider=self.name)
+        return ProviderReply(
+            content=_content_text(completion.choices[0].message.content),
+            usage=_usage(completion.usage),
+            provider_message_id=completion.id,
+            model=completion.model,
+        )
+
+    # ------------------------------------------------------------------ stream
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        if request.backend is SessionBackend.NATIVE:
+            events, conv_id = await self._open_native(request, stream=True)
+            inner = self._native_events(events, conv_id, self._model(request))
+        else:
+            args = self._chat_args(request)
+            chat = self._client().chat
+            events = await self._call(lambda: chat.stream_async(**args))
+            inner = self._chat_events(events)
+        try:
+            while True:
+                try:
+                    item = await inner.__anext__()
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    mapped = self._map_error(exc)
+                    if mapped is None:
+                        raise
+                    break
+                yield item
+        finally:
+            await inner.aclose()
+            await events.close()
+        raise mapped  # outside the handler, so the SDK exception is not chained
+
+    async def _chat_events(self, events: Any) -> AsyncIterator[str | ProviderReply]:
+        parts: list[str] = []
+        usage = ident = model = None
+        finished = False
+        async for event in events:
+            chunk = event.data
+            ident, model = chunk.id, chunk.model
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                text = _content_text(choice.delta.content)
+                if choice.index == 0 and text:
+                    parts.append(text)
+                    yield text
+                if choice.finish_reason is not None:
+                    finished = True
+        if not finished:
+            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        yield ProviderReply(
+            content="".join(parts), usage=_usage(usage), provider_message_id=ident, model=model
+        )
+
+    async def _native_events(
+        self, events: Any, conv_id: str | None, model: str
+    ) -> AsyncIterator[str | ProviderReply]:
+        parts: list[str] = []
+        entry_id = None
+        done = None
+        async for event in events:
+            data = event.data
+            kind = getattr(data, "type", None)
+            if kind == "conversation.response.started":
+                conv_id = data.conversation_id
+            elif kind == "message.output.delta":
+                entry_id = data.id
+                model = getattr(data, "model", None) or model
+                text = _content_text(data.content)
+                if text:
+                    parts.append(text)
+                    yield text
+            elif kind == "conversation.response.done":
+                done = data
+            elif kind == "conversation.response.error":
+                message = scrub(str(getattr(data, "message", "")), self._key())
+                raise ProviderUnavailable(f"stream error: {message}", provider=self.name)
+        if done is None or conv_id is None:
+            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        yield ProviderReply(
+            content="".join(parts),
+            usage=_usage(done.usage),
+            provider_message_id=entry_id,
+            state={STATE_KEY: conv_id},
+            model=model,
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _seed(system_prompt: str | None, messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
+    """(instructions, input entries) for starting a conversation from the mirror: system
+    text (the prompt, a stored summary) becomes instructions, turns become entries."""
+    notes = [system_prompt] if system_prompt else []
+    entries: list[dict[str, Any]] = []
+    for role, text in history_turns(messages):
+        if role == "system":
+            notes.append(text)
+        else:
+            entries.append({"type": "message.input", "role": role, "content": text})
+    return ("\n\n".join(notes) or None), entries
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message content: a str, or a list of chunks (text ones kept)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        return "".join(_content_text(c) for c in content)
+    text = getattr(content, "text", None)
+    return text if isinstance(text, str) else ""
+
+
+def _usage(usage: Any) -> Usage:
+    # Cached prompt tokens arrive as usage.prompt_tokens_details.cached_tokens, an extra
+    # field the SDK's model keeps as a plain dict.
+    details = getattr(usage, "prompt_tokens_details", None)
+    if isinstance(details, dict):
+        cached = details.get("cached_tokens", 0)
+    else:
+        cached = getattr(details, "cached_tokens", 0)
+    return make_usage(
+        getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), cached
+    )
+
+
+def _transport_kind(exc: BaseException) -> str | None:
+    """'timeout' / 'connection' for transport errors of httpx or the httpx2 fork mistralai
+    ships (matched by class name, so neither is imported here); None otherwise."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "TimeoutException" in names:
+        return "timeout"
+    if names & {"TransportError", "NetworkError", "RemoteProtocolError", "ProtocolError"}:
+        return "connection"
+    return None
+
+
+def _body_message(body: Any) -> str:
+    # Mistral's error body is {"object": "error", "message": ...}; 422s carry "detail".
+    try:
+        data = json.loads(body) if isinstance(body, str) else body
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("message", "detail"):
+            value = data.get(key)
+            if isinstance(value, str):
+                return value
+            if value is not None:
+                return json.dumps(value)[:300]
+    text = str(body or "")
+    return text[:200] or "request failed"
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register("mistral", MistralProvider, MistralConfig)
