@@ -38,6 +38,7 @@ __all__ = [
     "history_turns",
     "import_sdk",
     "is_retryable_status",
+    "is_transport_error",
     "make_usage",
     "parse_retry_after",
     "retry_delay",
@@ -166,6 +167,17 @@ def error_for_status(
     if status is None or status >= 500:  # 500, 502, 503, 504, 529 (overloaded)
         return ProviderUnavailable(text, provider=provider, status_code=status)
     return ProviderBadResponse(text, provider=provider, status_code=status)
+
+
+_TRANSPORT_MODULES = frozenset({"httpx", "httpx2", "httpcore", "h11", "anyio", "aiohttp"})
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a network failure from below the SDK (httpx, httpcore, anyio,
+    sockets). Some SDKs let these through unwrapped while a stream is being read."""
+    if isinstance(exc, (OSError, EOFError)):  # connection reset, incomplete read...
+        return True
+    return type(exc).__module__.split(".")[0] in _TRANSPORT_MODULES
 
 
 async def with_retries(
