@@ -95,8 +95,14 @@ class PostgresSessionStorage(ISessionStorage):
             "autocommit": True,
             "application_name": "langswarm-runtime",
         }
+        # Every statement here is a primary-key or index range read. Without statistics
+        # (a fresh table) the planner may answer a tail read with a bitmap scan plus a
+        # sort, reading the whole history; with bitmap scans off it walks the index
+        # backwards and stops after N rows, as load_messages(last=N) promises.
+        options = ["-c enable_bitmapscan=off"]
         if self.config.statement_timeout_ms:
-            kwargs["options"] = f"-c statement_timeout={self.config.statement_timeout_ms}"
+            options.append(f"-c statement_timeout={self.config.statement_timeout_ms}")
+        kwargs["options"] = " ".join(options)
         return kwargs
 
     @contextlib.asynccontextmanager
