@@ -103,13 +103,15 @@ class CohereProvider(Provider):
                     "no API key: set api_key in the provider entry or CO_API_KEY",
                     provider=self.name,
                 ) from None
-            self._check_extra(client)
+            self._check_extra()
             self._clients[loop_id] = client
         return client
 
-    def _check_extra(self, client: Any) -> None:
+    def _check_extra(self) -> None:
         """Unknown ``extra`` keys are a config error now, not a TypeError mid-turn."""
-        accepted = set(inspect.signature(client.chat).parameters) - _OWN_ARGS - {"self"}
+        # The client's own ``chat`` is wrapped (*args, **kwargs); the v2 class has the list.
+        v2 = import_sdk("cohere.v2.client", "cohere").AsyncV2Client
+        accepted = set(inspect.signature(v2.chat).parameters) - _OWN_ARGS - {"self"}
         unknown = sorted(set(self.config.extra) - accepted)
         if unknown:
             raise ConfigError(
