@@ -59,6 +59,8 @@ DEFAULT_PLUGINS: list[str] = [
     "langswarm_runtime.providers.openai",
     "langswarm_runtime.providers.cohere",
     "langswarm_runtime.providers.mistral",
+    "langswarm_runtime.providers.anthropic",
+    "langswarm_runtime.providers.gemini",
     "langswarm_runtime.session.storage.memory",
     "langswarm_runtime.session.storage.sqlite",
     "langswarm_runtime.middleware.pii",

@@ -1,0 +1,317 @@
+"""The ``anthropic`` provider: Claude through the official ``anthropic`` SDK.
+
+- HYBRID: the Messages API (``client.messages.create``) with the system prompt in
+  ``system=`` and the stored history as user/assistant turns.
+- NATIVE: the beta message threads (``client.beta.messages.create(thread=...)`` with the
+  ``message-threads-2026-08-12`` beta): the first turn creates a thread seeded with the
+  local mirror; later turns ``continue`` from the last reply id (kept in the session's
+  provider state) and send only the new message. A thread the server lost, or one that
+  moved on without us (a turn that failed on our side after the server kept it), is
+  re-seeded from the mirror under a new thread, and the caller sees no error.
+
+Retries are the SDK's own (``max_retries``); its Retry-After wait is capped at 60 s here,
+because the SDK honours whatever the server asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from functools import cache
+from typing import Any
+
+from pydantic import Field
+
+from langswarm_runtime.errors import (
+    LangSwarmError,
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._common import (
+    RETRY_AFTER_CAP,
+    api_key_value,
+    error_for_status,
+    history_turns,
+    import_sdk,
+    is_transport_error,
+    make_usage,
+    parse_retry_after,
+    scrub,
+    without_version_suffix,
+)
+from langswarm_runtime.providers.base import (
+    Provider,
+    ProviderConfig,
+    ProviderReply,
+    ProviderRequest,
+)
+from langswarm_runtime.session.models import Message, SessionBackend, Usage
+
+__all__ = ["STATE_KEY", "THREADS_BETA", "AnthropicConfig", "AnthropicProvider"]
+
+#: The beta that enables server-held message threads.
+THREADS_BETA = "message-threads-2026-08-12"
+#: Error codes after which the thread must be replayed in full under a new one.
+_REPLAY_CODES = frozenset(
+    {"thread_not_found", "thread_already_continued", "thread_continue_in_flight"}
+)
+#: Provider-state key of the reply the next turn continues from (namespaced: another
+#: provider's adapter never mistakes it for its own).
+STATE_KEY = "anthropic_previous_message_id"
+
+
+class AnthropicConfig(ProviderConfig):
+    """Options of an ``anthropic`` provider entry (``api_key`` defaults to the SDK's
+    ``ANTHROPIC_API_KEY``; ``base_url`` is the host root, without ``/v1``)."""
+
+    model: str | None = "claude-sonnet-4-5"
+    #: Sent when neither the entry nor the request sets ``max_tokens`` (the API needs one).
+    default_max_tokens: int = Field(default=1024, ge=1)
+
+
+@cache
+def _client_class(sdk: Any) -> type[Any]:
+    """``AsyncAnthropic`` with its retry wait capped: built once, after the lazy import."""
+
+    class CappedAsyncAnthropic(sdk.AsyncAnthropic):  # type: ignore[misc, name-defined]
+        #: Longest Retry-After we honour; the SDK itself would wait as long as asked.
+        retry_after_cap: float = RETRY_AFTER_CAP
+
+        def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
+            wait = super()._calculate_retry_timeout(*args, **kwargs)
+            return float(min(wait, self.retry_after_cap))
+
+    return CappedAsyncAnthropic
+
+
+def _error_code(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    code = details.get("error_code") if isinstance(details, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _error_message(body: Any, fallback: str) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else fallback
+
+
+class AnthropicProvider(Provider):
+    """Claude via the Messages API (hybrid) or beta message threads (native)."""
+
+    supports_native = True
+
+    def __init__(self, config: AnthropicConfig | None = None, *, name: str | None = None) -> None:
+        super().__init__(config or AnthropicConfig(), name=name or "anthropic")
+        self.config: AnthropicConfig
+        # One client per event loop: httpx pools are bound to the loop that opened them.
+        self._clients: dict[int, Any] = {}
+        #: Longest Retry-After wait honoured between the SDK's retries, in seconds.
+        self.retry_after_cap = RETRY_AFTER_CAP
+
+    # -- client ------------------------------------------------------------------------
+    def _sdk(self) -> Any:
+        return import_sdk("anthropic", "anthropic")
+
+    def client(self) -> Any:
+        """The SDK client, built on first use (the SDK is imported only then)."""
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            kwargs: dict[str, Any] = {
+                "api_key": api_key_value(self.config.api_key),
+                "max_retries": self.config.max_retries,
+                "timeout": self.config.timeout,
+            }
+            base_url = without_version_suffix(self.config.base_url)
+            if base_url:
+                kwargs["base_url"] = base_url
+            try:
+                client = _client_class(self._sdk())(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - e.g. no key anywhere
+                raise ProviderAuthError(self._scrub(str(exc)), provider=self.name) from None
+            client.retry_after_cap = self.retry_after_cap
+            self._clients[loop_id] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            try:
+                await client.close()
+            except RuntimeError:  # opened on a loop that is gone; nothing left to release
+                pass
+
+    # -- request shaping ---------------------------------------------------------------
+    def _params(
+        self, request: ProviderRequest, history: list[Message], *, system: bool
+    ) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
+        notes: list[str] = [request.system_prompt] if request.system_prompt else []
+        for role, text in history_turns([*history, request.message]):
+            if role == "system":  # no system role in messages: it joins ``system=``
+                notes.append(text)
+            else:
+                messages.append({"role": role, "content": text})
+        cfg = self.config
+        params: dict[str, Any] = {
+            "model": request.model or cfg.model,
+            "max_tokens": request.max_tokens or cfg.max_tokens or cfg.default_max_tokens,
+            "messages": messages,
+        }
+        if system and notes:
+            params["system"] = "\n\n".join(notes)
+        temperature = request.temperature if request.temperature is not None else cfg.temperature
+        if temperature is not None:
+            params["temperature"] = temperature
+        params.update(cfg.extra)
+        return params
+
+    async def _native_params(self, request: ProviderRequest) -> tuple[dict[str, Any], bool]:
+        """Params of a native turn and whether it continues a thread."""
+        previous = request.state.get(STATE_KEY)
+        beta = {"betas": [THREADS_BETA]}
+        if previous:
+            params = self._params(request, [], system=False)
+            thread = {"type": "continue", "previous_message_id": previous}
+            return {**params, **beta, "thread": thread}, True
+        return await self._seed_params(request), False
+
+    async def _seed_params(self, request: ProviderRequest) -> dict[str, Any]:
+        mirror = await request.load_history() if request.load_history else []
+        params = self._params(request, mirror, system=True)
+        return {**params, "betas": [THREADS_BETA], "thread": {"type": "create"}}
+
+    # -- errors ------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return scrub(text, api_key_value(self.config.api_key))
+
+    def _map(self, exc: BaseException) -> BaseException:
+        """The ``ProviderError`` for anything the SDK or the transport raised; our own
+        errors and unexpected ones (bugs) are returned as they are."""
+        if isinstance(exc, LangSwarmError):
+            return exc
+        sdk = self._sdk()
+        name = self.name
+        if isinstance(exc, sdk.APITimeoutError):
+            return ProviderTimeout(f"no answer within {self.config.timeout:g} s", provider=name)
+        if isinstance(exc, sdk.APIConnectionError):
+            return ProviderUnavailable(self._scrub(f"connection failed: {exc}"), provider=name)
+        if isinstance(exc, sdk.APIStatusError):
+            message = self._scrub(_error_message(exc.body, exc.message))
+            status = exc.status_code
+            retry_after = parse_retry_after(dict(exc.response.headers))
+            return error_for_status(status, message, provider=name, retry_after=retry_after)
+        if isinstance(exc, (sdk.APIResponseValidationError, ValueError)):
+            return ProviderBadResponse(self._scrub(f"unusable answer: {exc}"), provider=name)
+        if "timeout" in type(exc).__name__.lower():
+            return ProviderTimeout(f"no answer within {self.config.timeout:g} s", provider=name)
+        if is_transport_error(exc):  # e.g. a connection reset or truncated body mid-stream
+            return ProviderUnavailable(
+                self._scrub(f"connection failed: {type(exc).__name__}: {exc}"), provider=name
+            )
+        return exc
+
+    def _is_gone(self, exc: BaseException) -> bool:
+        sdk = self._sdk()
+        if not isinstance(exc, sdk.APIStatusError):
+            return False
+        return exc.status_code == 404 or _error_code(exc.body) in _REPLAY_CODES
+
+    # -- calls -------------------------------------------------------------------------
+    async def _create(self, params: dict[str, Any], *, stream: bool = False) -> Any:
+        client = self.client()
+        target = client.beta.messages if "thread" in params else client.messages
+        return await target.create(**params, stream=stream) if stream else await target.create(
+            **params
+        )
+
+    async def _open(self, request: ProviderRequest, *, stream: bool) -> tuple[Any, dict[str, Any]]:
+        """Send the turn (or open its stream); on a lost native thread, re-seed once."""
+        if request.backend is SessionBackend.NATIVE:
+            params, continuing = await self._native_params(request)
+        else:
+            params, continuing = self._params(request, request.history, system=True), False
+        try:
+            return await self._create(params, stream=stream), params
+        except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
+            if not (continuing and self._is_gone(exc)):
+                raise self._map(exc) from None
+        # The thread is gone: replay the mirror under a new thread, invisibly.
+        params = await self._seed_params(request)
+        try:
+            return await self._create(params, stream=stream), params
+        except Exception as exc:  # noqa: BLE001 - mapped, never leaked
+            raise self._map(exc) from None
+
+    def _reply(self, request: ProviderRequest, message_id: str | None, text: str,
+               usage: Usage, model: str | None, params: dict[str, Any]) -> ProviderReply:
+        state = None
+        if "thread" in params:
+            if not message_id:
+                raise ProviderBadResponse("thread reply without an id", provider=self.name)
+            state = {STATE_KEY: message_id}
+        return ProviderReply(
+            content=text, usage=usage, provider_message_id=message_id, state=state,
+            model=model or params.get("model"),
+        )
+
+    @staticmethod
+    def _usage(usage: Any) -> Usage:
+        # input_tokens excludes cache reads and writes; we report the whole input.
+        cached = getattr(usage, "cache_read_input_tokens", 0) or 0
+        written = getattr(usage, "cache_creation_input_tokens", 0) or 0
+        total_input = (getattr(usage, "input_tokens", 0) or 0) + cached + written
+        return make_usage(total_input, getattr(usage, "output_tokens", 0), cached)
+
+    async def send(self, request: ProviderRequest) -> ProviderReply:
+        message, params = await self._open(request, stream=False)
+        try:
+            text = "".join(
+                b.text for b in message.content if getattr(b, "type", None) == "text"
+            )
+            usage = self._usage(message.usage)
+        except (AttributeError, TypeError) as exc:
+            raise ProviderBadResponse(f"unusable answer: {exc}", provider=self.name) from None
+        return self._reply(request, message.id, text, usage, message.model, params)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        events, params = await self._open(request, stream=True)
+        parts: list[str] = []
+        message_id: str | None = None
+        model: str | None = None
+        usage: Any = None
+        output_tokens = 0
+        finished = False
+        try:
+            async for event in events:
+                kind = getattr(event, "type", None)
+                if kind == "message_start":
+                    message_id, model, usage = event.message.id, event.message.model, event.message.usage
+                elif kind == "content_block_delta" and event.delta.type == "text_delta":
+                    parts.append(event.delta.text)
+                    yield event.delta.text
+                elif kind == "message_delta" and event.usage is not None:
+                    output_tokens = event.usage.output_tokens or output_tokens
+                elif kind == "message_stop":
+                    finished = True
+        except Exception as exc:  # noqa: BLE001 - mapped, never leaked
+            raise self._map(exc) from None
+        finally:
+            await events.close()
+        if not finished:
+            raise ProviderBadResponse("stream ended before message_stop", provider=self.name)
+        total = self._usage(usage)
+        if output_tokens:  # message_start carries a placeholder; message_delta the count
+            total = Usage(input_tokens=total.input_tokens, output_tokens=output_tokens,
+                          cached_tokens=total.cached_tokens)
+        yield self._reply(request, message_id, "".join(parts), total, model, params)
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register("anthropic", AnthropicProvider, AnthropicConfig)

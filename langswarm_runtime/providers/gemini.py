@@ -1,0 +1,369 @@
+"""The ``gemini`` provider: Gemini through the official ``google-genai`` SDK.
+
+- HYBRID: ``client.aio.models.generate_content`` with the history as ``user``/``model``
+  contents, the system prompt as ``system_instruction`` and automatic function calling
+  off.
+- NATIVE: the Interactions API (``client.aio.interactions.create``) with ``store=True``:
+  the first turn sends the local mirror as input steps; later turns send only the new
+  message with ``previous_interaction_id`` (kept in the session's provider state). An
+  interaction the server no longer has (404) is re-seeded from the mirror once, and the
+  caller sees no error.
+
+Retries: google-genai does not retry by default, its ``generate_content`` retries ignore
+Retry-After and the Interactions client honours it uncapped. So the SDK's own retries
+are turned off (``HttpRetryOptions(attempts=1)``) and one loop here retries both APIs
+``max_retries`` times, honouring Retry-After up to 60 s (``_common.with_retries``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from langswarm_runtime.errors import (
+    LangSwarmError,
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._common import (
+    api_key_value,
+    error_for_status,
+    history_turns,
+    import_sdk,
+    is_transport_error,
+    make_usage,
+    parse_retry_after,
+    scrub,
+    with_retries,
+)
+from langswarm_runtime.providers.base import (
+    Provider,
+    ProviderConfig,
+    ProviderReply,
+    ProviderRequest,
+)
+from langswarm_runtime.session.models import Message, SessionBackend
+
+__all__ = ["STATE_KEY", "GeminiConfig", "GeminiProvider"]
+
+#: Provider-state key of the interaction the next turn continues from.
+STATE_KEY = "gemini_interaction_id"
+_VERSION = re.compile(r"/(v\d+[a-z0-9]*)$")
+_END = object()
+T = TypeVar("T")
+
+
+class GeminiConfig(ProviderConfig):
+    """Options of a ``gemini`` provider entry (``api_key`` defaults to the SDK's
+    ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``). ``base_url`` is the host root; a trailing
+    version segment (``.../v1beta``) is taken as ``api_version``."""
+
+    model: str | None = "gemini-2.5-flash"
+    #: API version segment; None: from ``base_url`` if it ends in one, else ``v1beta``
+    #: (where the Gemini API serves both generateContent and Interactions).
+    api_version: str | None = None
+
+
+class GeminiProvider(Provider):
+    """Gemini via generateContent (hybrid) or the Interactions API (native)."""
+
+    supports_native = True
+
+    def __init__(self, config: GeminiConfig | None = None, *, name: str | None = None) -> None:
+        super().__init__(config or GeminiConfig(), name=name or "gemini")
+        self.config: GeminiConfig
+        # One client per event loop: httpx pools are bound to the loop that opened them.
+        self._clients: dict[int, Any] = {}
+
+    # -- client ------------------------------------------------------------------------
+    def _http_options(self) -> dict[str, Any]:
+        cfg = self.config
+        options: dict[str, Any] = {
+            "timeout": int(cfg.timeout * 1000),  # the SDK takes milliseconds
+            "retry_options": {"attempts": 1},  # we retry ourselves: see the module doc
+        }
+        base_url, version = cfg.base_url, cfg.api_version
+        if base_url:
+            base_url = base_url.rstrip("/")
+            found = _VERSION.search(base_url)
+            if found:
+                version = version or found.group(1)
+                base_url = base_url[: found.start()]
+            options["base_url"] = base_url
+        options["api_version"] = version or "v1beta"
+        return options
+
+    def client(self) -> Any:
+        """The SDK client for the running loop, built on first use (SDK imported then)."""
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            genai = import_sdk("google.genai", "gemini")
+            try:
+                client = genai.Client(
+                    api_key=api_key_value(self.config.api_key),
+                    http_options=self._http_options(),
+                )
+            except ValueError as exc:  # no key given and none in the environment
+                raise ProviderAuthError(self._scrub(str(exc)), provider=self.name) from None
+            self._clients[loop_id] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            try:
+                await client.aio.aclose()
+            except RuntimeError:  # opened on a loop that is gone; nothing left to release
+                pass
+
+    # -- errors ------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return scrub(text, api_key_value(self.config.api_key))
+
+    def _map(self, exc: BaseException) -> ProviderError | None:
+        """The ``ProviderError`` for an SDK or transport failure; None for anything else
+        (ours already, or a bug), which is re-raised as it is."""
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, LangSwarmError):
+            return None
+        name = self.name
+        status = getattr(exc, "status_code", None)
+        if not isinstance(status, int):  # google.genai.errors.APIError has ``code``
+            status = getattr(exc, "code", None) if _is_genai_error(exc) else None
+        if isinstance(status, int):
+            response = getattr(exc, "response", None)
+            headers = getattr(response, "headers", None)
+            message = getattr(exc, "message", None) or str(exc)
+            return error_for_status(
+                status,
+                self._scrub(str(message)),
+                provider=name,
+                retry_after=parse_retry_after(dict(headers)) if headers is not None else None,
+            )
+        if "timeout" in " ".join(c.__name__.lower() for c in type(exc).__mro__):
+            return ProviderTimeout(f"no answer within {self.config.timeout:g} s", provider=name)
+        if _is_genai_error(exc) and "connection" in type(exc).__name__.lower():
+            return ProviderUnavailable(self._scrub(f"connection failed: {exc}"), provider=name)
+        if isinstance(exc, (json.JSONDecodeError, ValidationError, UnicodeDecodeError)) or (
+            _is_genai_error(exc) and "response" in type(exc).__name__.lower()
+        ):
+            return ProviderBadResponse(self._scrub(f"unusable answer: {exc}"), provider=name)
+        if is_transport_error(exc):
+            return ProviderUnavailable(
+                self._scrub(f"connection failed: {type(exc).__name__}: {exc}"), provider=name
+            )
+        return None
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` with our retries; failures mapped, never chained to SDK exceptions."""
+        try:
+            return await with_retries(call, max_retries=self.config.max_retries, classify=self._map)
+        except ProviderError as exc:
+            raise exc from None
+
+    # -- request shaping ---------------------------------------------------------------
+    def _split(
+        self, request: ProviderRequest, history: list[Message]
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """(user/model turns ending with the new message, system instruction)."""
+        notes = [request.system_prompt] if request.system_prompt else []
+        turns: list[tuple[str, str]] = []
+        for role, text in history_turns([*history, request.message]):
+            if role == "system":
+                notes.append(text)
+            else:
+                turns.append(("model" if role == "assistant" else "user", text))
+        return turns, "\n\n".join(notes) or None
+
+    def _generation(self, request: ProviderRequest) -> dict[str, Any]:
+        cfg = self.config
+        options: dict[str, Any] = {}
+        max_tokens = request.max_tokens or cfg.max_tokens
+        if max_tokens:
+            options["max_output_tokens"] = max_tokens
+        temperature = request.temperature if request.temperature is not None else cfg.temperature
+        if temperature is not None:
+            options["temperature"] = temperature
+        return options
+
+    def _model(self, request: ProviderRequest) -> str:
+        model = request.model or self.config.model
+        if not model:
+            raise ProviderBadResponse("no model configured", provider=self.name)
+        return model
+
+    def _hybrid_args(self, request: ProviderRequest) -> dict[str, Any]:
+        turns, system = self._split(request, request.history)
+        config: dict[str, Any] = {
+            **self._generation(request),
+            # No client-side tool loop: one request, one answer.
+            "automatic_function_calling": {"disable": True},
+        }
+        if system:
+            config["system_instruction"] = system
+        config.update(self.config.extra)
+        contents = [{"role": role, "parts": [{"text": text}]} for role, text in turns]
+        return {"model": self._model(request), "contents": contents, "config": config}
+
+    def _native_args(
+        self, request: ProviderRequest, history: list[Message], previous: str | None
+    ) -> dict[str, Any]:
+        turns, system = self._split(request, history)
+        steps = [
+            {
+                "type": "user_input" if role == "user" else "model_output",
+                "content": [{"type": "text", "text": text}],
+            }
+            for role, text in turns
+        ]
+        args: dict[str, Any] = {"model": self._model(request), "input": steps, "store": True}
+        if previous:
+            args["previous_interaction_id"] = previous
+        if system:  # interaction-scoped: sent with every turn
+            args["system_instruction"] = system
+        generation = self._generation(request)
+        if generation:
+            args["generation_config"] = generation
+        args.update(self.config.extra)
+        return args
+
+    async def _mirror(self, request: ProviderRequest) -> list[Message]:
+        return await request.load_history() if request.load_history else []
+
+    # -- native ------------------------------------------------------------------------
+    async def _interaction(self, request: ProviderRequest, *, stream: bool) -> Any:
+        """Create the turn's interaction (or open its stream); re-seed once if the one we
+        continue from is gone."""
+        interactions = self.client().aio.interactions
+        previous = request.state.get(STATE_KEY)
+        history = [] if previous else await self._mirror(request)
+        args = self._native_args(request, history, previous)
+        try:
+            return await self._call(lambda: interactions.create(**args, stream=stream))
+        except ProviderError as exc:
+            if not (previous and exc.status_code == 404):
+                raise
+        args = self._native_args(request, await self._mirror(request), None)
+        return await self._call(lambda: interactions.create(**args, stream=stream))
+
+    def _from_interaction(self, interaction: Any, text: str | None = None) -> ProviderReply:
+        if getattr(interaction, "status", "completed") not in ("completed", None):
+            raise ProviderBadResponse(
+                f"interaction ended with status {interaction.status!r}", provider=self.name
+            )
+        usage = interaction.usage
+        if text is None:
+            text = getattr(interaction, "output_text", None) or ""
+        return ProviderReply(
+            content=text,
+            usage=make_usage(
+                getattr(usage, "total_input_tokens", 0),
+                getattr(usage, "total_output_tokens", 0),
+                getattr(usage, "total_cached_tokens", 0),
+            ),
+            provider_message_id=interaction.id,
+            state={STATE_KEY: interaction.id},
+            model=getattr(interaction, "model", None),
+        )
+
+    # -- turns -------------------------------------------------------------------------
+    async def send(self, request: ProviderRequest) -> ProviderReply:
+        if request.backend is SessionBackend.NATIVE:
+            interaction = await self._interaction(request, stream=False)
+            return self._from_interaction(interaction)
+        models = self.client().aio.models
+        args = self._hybrid_args(request)
+        response = await self._call(lambda: models.generate_content(**args))
+        return self._from_response(response, response.text)
+
+    def _from_response(self, response: Any, text: str | None) -> ProviderReply:
+        meta = response.usage_metadata
+        if meta is None:
+            raise ProviderBadResponse("answer without usage metadata", provider=self.name)
+        return ProviderReply(
+            content=text or "",
+            usage=make_usage(
+                meta.prompt_token_count, meta.candidates_token_count,
+                meta.cached_content_token_count,
+            ),
+            provider_message_id=response.response_id,
+            model=response.model_version,
+        )
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        try:
+            if request.backend is SessionBackend.NATIVE:
+                items = self._stream_native(request)
+            else:
+                items = self._stream_hybrid(request)
+            async for item in items:
+                yield item
+            return
+        except Exception as exc:  # mapped below; anything unknown (a bug) re-raised
+            mapped = self._map(exc)
+            if mapped is None:
+                raise
+        raise mapped from None
+
+    async def _stream_hybrid(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        models = self.client().aio.models
+        args = self._hybrid_args(request)
+
+        async def open_stream() -> tuple[Any, Any]:
+            # The request goes out on the first read: retry up to the first chunk only.
+            chunks = await models.generate_content_stream(**args)
+            return chunks, await anext(chunks, _END)
+
+        chunks, first = await self._call(open_stream)
+        parts: list[str] = []
+        last = None
+        chunk = first
+        while chunk is not _END:
+            last = chunk
+            text = chunk.text
+            if text:
+                parts.append(text)
+                yield text
+            chunk = await anext(chunks, _END)
+        if last is None or last.usage_metadata is None:
+            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        yield self._from_response(last, "".join(parts))
+
+    async def _stream_native(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
+        events = await self._interaction(request, stream=True)
+        parts: list[str] = []
+        final = None
+        async for event in events:
+            kind = getattr(event, "event_type", None)
+            if kind == "step.delta" and getattr(event.delta, "type", None) == "text":
+                parts.append(event.delta.text)
+                yield event.delta.text
+            elif kind == "interaction.completed":
+                final = event.interaction
+            elif kind == "error":
+                error = getattr(event, "error", None)
+                message = getattr(error, "message", None) or "stream error"
+                raise ProviderUnavailable(self._scrub(str(message)), provider=self.name)
+        if final is None:
+            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        yield self._from_interaction(final, "".join(parts))
+
+
+def _is_genai_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("google.genai")
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    register("gemini", GeminiProvider, GeminiConfig)
