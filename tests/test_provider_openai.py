@@ -352,7 +352,7 @@ async def test_fault_header_via_extra_headers(make: Any) -> None:
 async def test_auth_error_never_shows_the_key(
     make: Any, provider_emulator: ProviderEmulator
 ) -> None:
-    from langswarm_runtime.testing.emulator import server
+    from langswarm_runtime.testing.emulator import _wire as server
 
     # A server that echoes the key back, as some gateways do in their 401 text.
     provider_emulator.inject("not_found")  # warm the route table

@@ -21,6 +21,7 @@ from langswarm_runtime.testing.emulator.server import (
     new_id,
     route,
     serve,
+    word_deltas,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "new_id",
     "route",
     "serve",
+    "word_deltas",
 ]

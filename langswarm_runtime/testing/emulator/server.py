@@ -11,19 +11,36 @@ APIs share paths (OpenAI and Mistral both have ``/v1/chat/completions`` and
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import pkgutil
 import re
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from langswarm_runtime.testing.emulator._wire import (
+    _ERROR_SHAPES,
+    _ROUTES,
+    EmulatorHTTPError,
+    EmulatorRequest,
+    JSONResponse,
+    RecordedRequest,
+    SSEResponse,
+    _default_error,
+    _Route,
+    count_words,
+    echo_reply,
+    error_shape,
+    iter_routes,
+    load_provider_modules,
+    new_id,
+    route,
+    word_deltas,
+)
 
 __all__ = [
     "FAULT_KINDS",
@@ -36,10 +53,12 @@ __all__ = [
     "count_words",
     "echo_reply",
     "error_shape",
+    "iter_routes",
     "main",
     "new_id",
     "route",
     "serve",
+    "word_deltas",
 ]
 
 #: Fault kinds understood by ``inject`` and the ``x-emulator-fault`` header.
@@ -51,148 +70,6 @@ _REDACTED_HEADERS = frozenset(
     {"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie"}
 )
 _REDACTED_QUERY = frozenset({"key", "api_key", "apikey"})
-
-
-# ---------------------------------------------------------------------------- messages
-
-
-@dataclass
-class EmulatorRequest:
-    """What a route handler receives. ``path`` is relative to the provider prefix."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-    provider: str
-    match: re.Match[str]
-    emulator: ProviderEmulator
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """This provider's server-side state (conversations etc.); guarded by ``lock``."""
-        return self.emulator.provider_state(self.provider)
-
-    @property
-    def lock(self) -> threading.RLock:
-        return self.emulator.lock
-
-
-@dataclass
-class JSONResponse:
-    """A JSON answer."""
-
-    body: Any
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class SSEResponse:
-    """A ``text/event-stream`` answer: ``(event, data)`` pairs; ``event`` None writes a
-    data-only event; ``data`` that is not a str is JSON-encoded."""
-
-    events: Iterable[tuple[str | None, Any]]
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class EmulatorHTTPError(Exception):
-    """Raised by a handler to answer with an error in the provider's own shape."""
-
-    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-
-
-@dataclass
-class RecordedRequest:
-    """One request as the emulator saw it (credentials redacted)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-    provider: str | None
-    fault: str | None = None
-
-
-Handler = Callable[[EmulatorRequest], "JSONResponse | SSEResponse"]
-ErrorShape = Callable[[int, str, "str | None"], Any]
-
-
-@dataclass
-class _Route:
-    method: str
-    pattern: re.Pattern[str]
-    provider: str
-    handler: Handler
-
-
-_ROUTES: list[_Route] = []
-_ERROR_SHAPES: dict[str, ErrorShape] = {}
-
-
-def route(method: str, pattern: str, *, provider: str) -> Callable[[Handler], Handler]:
-    """Register ``handler`` for ``method`` on ``/<provider><pattern>`` (pattern is a full
-    match regex on the path after the prefix; named groups land in ``request.match``)."""
-
-    def decorate(handler: Handler) -> Handler:
-        _ROUTES.append(_Route(method.upper(), re.compile(pattern), provider, handler))
-        return handler
-
-    return decorate
-
-
-def error_shape(provider: str) -> Callable[[ErrorShape], ErrorShape]:
-    """Register ``fn(status, message, code) -> body`` giving this provider's error JSON."""
-
-    def decorate(fn: ErrorShape) -> ErrorShape:
-        _ERROR_SHAPES[provider] = fn
-        return fn
-
-    return decorate
-
-
-def _default_error(status: int, message: str, code: str | None) -> Any:
-    return {"error": {"message": message, "code": code, "status": status}}
-
-
-def _load_provider_modules() -> None:
-    # Every sibling module registers its routes on import; new providers need no edit here.
-    package = __name__.rsplit(".", 1)[0]
-    path = importlib.import_module(package).__path__
-    for info in pkgutil.iter_modules(path):
-        if info.name not in ("server", "__main__") and not info.name.startswith("_"):
-            importlib.import_module(f"{package}.{info.name}")
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def count_words(*texts: str | None) -> int:
-    """Deterministic 'token' count: whitespace-separated words."""
-    return sum(len(t.split()) for t in texts if t)
-
-
-def echo_reply(text: str, earlier: int) -> str:
-    """The reply every provider route gives: quotes the new message and says how many
-    messages the provider had before it, so tests can see replay and hydration."""
-    return f"echo: {text} [earlier messages: {earlier}]"
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:24]}"
-
-
-def word_deltas(text: str) -> list[str]:
-    """Split a reply into word-sized deltas that join back to ``text``."""
-    parts = text.split(" ")
-    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
 
 
 @dataclass
@@ -215,7 +92,7 @@ class ProviderEmulator:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, cached_tokens: int = 0) -> None:
-        _load_provider_modules()
+        load_provider_modules()
         self.host = host
         self._port = port
         #: Reported as cached input tokens in every usage block (capped at the input).
@@ -513,7 +390,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._hang_up()
             return
         # Headers and body in one write: one packet for small answers.
-        self._headers_buffer.append(b"\r\n" + payload)
+        self._headers_buffer.append(b"\r\n" + payload)  # type: ignore[attr-defined]
         self.flush_headers()
 
     def _send_json(
@@ -564,13 +441,6 @@ def _fmt_seconds(value: float) -> str:
 
 
 # ---------------------------------------------------------------------------- by hand
-
-
-def iter_routes() -> Iterator[tuple[str, str, str]]:
-    """``(provider, method, pattern)`` of every registered route."""
-    _load_provider_modules()
-    for r in _ROUTES:
-        yield r.provider, r.method, r.pattern.pattern
 
 
 def serve(

@@ -1,0 +1,184 @@
+"""What provider modules build on: the request/response types handed to route handlers,
+the route and error-shape registries, and the deterministic reply helpers.
+
+Kept apart from :mod:`.server` (the HTTP machinery); ``server`` re-exports all of it, so
+provider modules may import from either.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langswarm_runtime.testing.emulator.server import ProviderEmulator
+
+__all__ = [
+    "EmulatorHTTPError",
+    "EmulatorRequest",
+    "JSONResponse",
+    "RecordedRequest",
+    "SSEResponse",
+    "count_words",
+    "echo_reply",
+    "error_shape",
+    "iter_routes",
+    "new_id",
+    "route",
+    "word_deltas",
+]
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+@dataclass
+class EmulatorRequest:
+    """What a route handler receives. ``path`` is relative to the provider prefix."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    provider: str
+    match: re.Match[str]
+    emulator: ProviderEmulator
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """This provider's server-side state (conversations etc.); guarded by ``lock``."""
+        return self.emulator.provider_state(self.provider)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.emulator.lock
+
+
+@dataclass
+class JSONResponse:
+    """A JSON answer."""
+
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SSEResponse:
+    """A ``text/event-stream`` answer: ``(event, data)`` pairs; ``event`` None writes a
+    data-only event; ``data`` that is not a str is JSON-encoded."""
+
+    events: Iterable[tuple[str | None, Any]]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class EmulatorHTTPError(Exception):
+    """Raised by a handler to answer with an error in the provider's own shape."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the emulator saw it (credentials redacted)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    provider: str | None
+    fault: str | None = None
+
+
+Handler = Callable[[EmulatorRequest], "JSONResponse | SSEResponse"]
+ErrorShape = Callable[[int, str, "str | None"], Any]
+
+
+@dataclass
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    provider: str
+    handler: Handler
+
+
+_ROUTES: list[_Route] = []
+_ERROR_SHAPES: dict[str, ErrorShape] = {}
+
+
+def route(method: str, pattern: str, *, provider: str) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for ``method`` on ``/<provider><pattern>`` (pattern is a full
+    match regex on the path after the prefix; named groups land in ``request.match``)."""
+
+    def decorate(handler: Handler) -> Handler:
+        _ROUTES.append(_Route(method.upper(), re.compile(pattern), provider, handler))
+        return handler
+
+    return decorate
+
+
+def error_shape(provider: str) -> Callable[[ErrorShape], ErrorShape]:
+    """Register ``fn(status, message, code) -> body`` giving this provider's error JSON."""
+
+    def decorate(fn: ErrorShape) -> ErrorShape:
+        _ERROR_SHAPES[provider] = fn
+        return fn
+
+    return decorate
+
+
+def _default_error(status: int, message: str, code: str | None) -> Any:
+    return {"error": {"message": message, "code": code, "status": status}}
+
+
+def load_provider_modules() -> None:
+    # Every sibling module registers its routes on import; new providers need no edit here.
+    package = __name__.rsplit(".", 1)[0]
+    path = importlib.import_module(package).__path__
+    for info in pkgutil.iter_modules(path):
+        if info.name not in ("server", "__main__") and not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def count_words(*texts: str | None) -> int:
+    """Deterministic 'token' count: whitespace-separated words."""
+    return sum(len(t.split()) for t in texts if t)
+
+
+def echo_reply(text: str, earlier: int) -> str:
+    """The reply every provider route gives: quotes the new message and says how many
+    messages the provider had before it, so tests can see replay and hydration."""
+    return f"echo: {text} [earlier messages: {earlier}]"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def word_deltas(text: str) -> list[str]:
+    """Split a reply into word-sized deltas that join back to ``text``."""
+    parts = text.split(" ")
+    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+def iter_routes() -> Iterator[tuple[str, str, str]]:
+    """``(provider, method, pattern)`` of every registered route."""
+    load_provider_modules()
+    for r in _ROUTES:
+        yield r.provider, r.method, r.pattern.pattern
