@@ -56,7 +56,9 @@ T = TypeVar("T")
 _VERSION_SUFFIX = re.compile(r"/v\d+[a-z0-9]*$")
 # Bearer tokens and the usual key shapes, in case an SDK echoes one we were not told of.
 _KEYLIKE = re.compile(
-    r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}|\bsk-[A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}"
+    r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"
+    r"|\bsk-[A-Za-z0-9_\-]{8,}"
+    r"|\bAIza[0-9A-Za-z_\-]{20,}"
 )
 
 
