@@ -33,13 +33,22 @@ def _error(status: int, message: str, code: str | None) -> Any:
     return {"id": str(uuid.uuid4()), "message": message}
 
 
+def _require_key(req: EmulatorRequest) -> None:
+    """No (or an empty) bearer token is a 401, as on the real service."""
+    auth = req.headers.get("authorization", "")
+    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+        raise EmulatorHTTPError(401, "no valid API key provided", code="unauthorized")
+
+
 def _text(content: Any) -> str:
     """Text of a v2 message's content: a str, or a list of ``{"type": "text"}`` parts."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
 
@@ -56,6 +65,7 @@ def _usage(req: EmulatorRequest, input_words: int, output_words: int) -> dict[st
 
 @route("POST", r"/v2/chat", provider=P)
 def chat(req: EmulatorRequest) -> JSONResponse | SSEResponse:
+    _require_key(req)
     body = req.json
     if not isinstance(body, dict) or not body.get("model"):
         raise EmulatorHTTPError(400, "invalid request: model must be specified")
@@ -86,9 +96,7 @@ def chat(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     return SSEResponse(_events(reply_id, reply, usage))
 
 
-def _events(
-    reply_id: str, reply: str, usage: dict[str, Any]
-) -> Iterator[tuple[str | None, Any]]:
+def _events(reply_id: str, reply: str, usage: dict[str, Any]) -> Iterator[tuple[str | None, Any]]:
     def ev(kind: str, **data: Any) -> tuple[str, Any]:
         return kind, {"type": kind, **data}
 

@@ -40,13 +40,22 @@ def _error(status: int, message: str, code: str | None) -> Any:
     return {"object": "error", "message": message, "type": kind, "param": None, "code": code}
 
 
+def _require_key(req: EmulatorRequest) -> None:
+    """No (or an empty) bearer token is a 401, as on the real service."""
+    auth = req.headers.get("authorization", "")
+    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+        raise EmulatorHTTPError(401, "no valid API key provided", code="unauthorized")
+
+
 def _text(content: Any) -> str:
     """Text of a message: a str, or a list of ``{"type": "text"}`` chunks."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
 
@@ -70,6 +79,7 @@ def _usage(req: EmulatorRequest, input_words: int, output_words: int) -> dict[st
 
 @route("POST", r"/v1/chat/completions", provider=P)
 def chat_completions(req: EmulatorRequest) -> JSONResponse | SSEResponse:
+    _require_key(req)
     body = req.json
     if not isinstance(body, dict) or not body.get("model"):
         raise EmulatorHTTPError(400, "model is required")
@@ -201,6 +211,7 @@ def _run(req: EmulatorRequest, conv: dict[str, Any], conv_id: str) -> JSONRespon
 
 @route("POST", r"/v1/conversations", provider=P)
 def start_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
+    _require_key(req)
     body = req.json
     if not isinstance(body, dict):
         raise EmulatorHTTPError(400, "request body must be an object")
@@ -223,6 +234,7 @@ def start_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
 
 @route("POST", r"/v1/conversations/(?P<cid>[^/]+)", provider=P)
 def append_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
+    _require_key(req)
     if not isinstance(req.json, dict):
         raise EmulatorHTTPError(400, "request body must be an object")
     cid = req.match["cid"]
@@ -232,6 +244,7 @@ def append_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
 
 @route("GET", r"/v1/conversations/(?P<cid>[^/]+)", provider=P)
 def get_conversation(req: EmulatorRequest) -> JSONResponse:
+    _require_key(req)
     with req.lock:
         conv = _conversation(req, req.match["cid"])
         return JSONResponse(
@@ -244,4 +257,3 @@ def get_conversation(req: EmulatorRequest) -> JSONResponse:
                 "updated_at": _now(),
             }
         )
-
