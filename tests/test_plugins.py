@@ -352,3 +352,48 @@ def test_registration_hook_that_raises_is_a_plugin_error() -> None:
 
     with pytest.raises(PluginError, match=r"'bad'.*failed in register_storages: KeyError"):
         PluginManager(environ=NONE).register(Bad(), name="bad")
+
+
+# -- the README's plugin example is a real package with passing tests --------------------
+def _readme_plugin_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("<!-- section:plugins -->")
+    end = text.index("<!-- section:", start + 1)
+    return text[start:end]
+
+
+def test_readme_plugin_example_works(tmp_path: Path) -> None:
+    import re
+
+    section = _readme_plugin_section()
+    module_src, test_src = re.findall(r"```py\n(.*?)```", section, re.S)
+    [toml_src] = re.findall(r"```toml\n(.*?)```", section, re.S)
+    [yaml_src] = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    project = tomllib.loads(toml_src)["project"]
+    assert project["entry-points"]["langswarm_runtime"] == {"langswarm_shout": "langswarm_shout"}
+    (tmp_path / "langswarm_shout.py").write_text(module_src, encoding="utf-8")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_shout.py").write_text(test_src, encoding="utf-8")
+    (tmp_path / "swarm.yaml").write_text(yaml_src, encoding="utf-8")
+    check_yaml = (
+        "import langswarm_shout\n"
+        "from langswarm_runtime.config import load_config\n"
+        "from langswarm_runtime.plugins import PluginManager\n"
+        "pm = PluginManager()\npm.register(langswarm_shout, name='langswarm_shout')\n"
+        "config, _ = load_config('swarm.yaml', plugins=pm)\n"
+        "print(config.storage.type, config.storage.options.label, config.middleware[0].type)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LANGSWARM_LOAD_PLUGINS": ""}
+    result = subprocess.run([sys.executable, "-c", check_yaml], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["scratch", "demo", "shout"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+         "asyncio_mode=auto", "tests/test_shout.py",
+         # The long hypothesis run is covered by tests/test_storage_conformance.py.
+         "-k", "not stateful"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
