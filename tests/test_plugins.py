@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -363,12 +364,10 @@ def _readme_plugin_section() -> str:
 
 
 def test_readme_plugin_example_works(tmp_path: Path) -> None:
-    import re
-
     section = _readme_plugin_section()
-    module_src, test_src = re.findall(r"```py\n(.*?)```", section, re.S)
-    [toml_src] = re.findall(r"```toml\n(.*?)```", section, re.S)
-    [yaml_src] = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    module_src, test_src = re.findall(r"```py\n(.*?)```", section, re.DOTALL)
+    [toml_src] = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    [yaml_src] = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
     project = tomllib.loads(toml_src)["project"]
     assert project["entry-points"]["langswarm_runtime"] == {"langswarm_shout": "langswarm_shout"}
     (tmp_path / "langswarm_shout.py").write_text(module_src, encoding="utf-8")
