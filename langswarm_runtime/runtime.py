@@ -24,7 +24,8 @@ def _public_options(options: BaseModel | None) -> dict[str, Any]:
         value = getattr(options, name)
         if isinstance(value, SecretStr):
             continue
-        data[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        # JSON mode also flattens models nested in lists/dicts (e.g. validation's patterns).
+        data[name] = options.model_dump(mode="json", include={name})[name]
     return data
 
 
