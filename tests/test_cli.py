@@ -43,8 +43,9 @@ def cfg(tmp_path: Path) -> Path:
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.strip().splitlines()
+    lines = [x for x in result.stderr.strip().splitlines() if not x.startswith("session: ")]
     assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
     assert "Traceback" not in result.stderr
     return lines[0]
 
@@ -146,7 +147,7 @@ def test_config_commands_redact_secrets(tmp_path: Path) -> None:
     path = tmp_path / "swarm.yaml"
     path.write_text(
         "version: 1\nstorage: {type: memory}\ndefaults: {provider: local}\n"
-        "providers:\n  local: {type: echo, api_key: ${MY_KEY}}\n",
+        "providers:\n  local:\n    type: echo\n    api_key: ${MY_KEY}\n",
         encoding="utf-8",
     )
     env = {"MY_KEY": "sk-very-secret-value"}
