@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from langswarm_runtime.errors import (
+    ConfigError,
     LangSwarmError,
     ProviderAuthError,
     ProviderBadResponse,
@@ -67,9 +68,18 @@ class AnthropicConfig(ProviderConfig):
     """Options of an ``anthropic`` provider entry (``api_key`` defaults to the SDK's
     ``ANTHROPIC_API_KEY``; ``base_url`` is the host root, without ``/v1``)."""
 
-    model: str | None = "claude-sonnet-4-5"
+    model: str | None = "claude-sonnet-5-5"
     #: Sent when neither the entry nor the request sets ``max_tokens`` (the API needs one).
     default_max_tokens: int = Field(default=1024, ge=1)
+
+    @field_validator("temperature")
+    @classmethod
+    def _no_temperature(cls, value: float | None) -> float | None:
+        # The current Messages API has no sampling knobs; failing here beats a TypeError
+        # on the first turn.
+        if value is not None:
+            raise ValueError("the Anthropic Messages API takes no temperature; leave it unset")
+        return value
 
 
 @cache
@@ -165,9 +175,6 @@ class AnthropicProvider(Provider):
         }
         if system and notes:
             params["system"] = "\n\n".join(notes)
-        temperature = request.temperature if request.temperature is not None else cfg.temperature
-        if temperature is not None:
-            params["temperature"] = temperature
         params.update(cfg.extra)
         return params
 
@@ -226,9 +233,20 @@ class AnthropicProvider(Provider):
     async def _create(self, params: dict[str, Any], *, stream: bool = False) -> Any:
         client = self.client()
         target = client.beta.messages if "thread" in params else client.messages
-        return await target.create(**params, stream=stream) if stream else await target.create(
-            **params
-        )
+        try:
+            if stream:
+                return await target.create(**params, stream=True)
+            return await target.create(**params)
+        except TypeError as exc:  # the SDK checks arguments and credentials before sending
+            if "authentication" in str(exc):
+                raise ProviderAuthError(
+                    "no API key: set api_key on the provider entry or ANTHROPIC_API_KEY",
+                    provider=self.name,
+                ) from None
+            raise ConfigError(
+                f"{self.name}: messages.create does not accept these options: {exc}",
+                key_path="extra",
+            ) from None
 
     async def _open(self, request: ProviderRequest, *, stream: bool) -> tuple[Any, dict[str, Any]]:
         """Send the turn (or open its stream); on a lost native thread, re-seed once."""
