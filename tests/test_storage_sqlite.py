@@ -314,3 +314,26 @@ async def test_many_processes_append_to_one_session(tmp_path: Path) -> None:
     for q, a in zip(messages[::2], messages[1::2], strict=True):
         assert q.content.startswith("q ") and a.content == "a " + q.content[2:]
     assert len({m.content for m in messages}) == len(messages)  # nothing duplicated
+
+
+async def test_wal_is_checkpointed_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import langswarm_runtime.session.storage.sqlite as mod
+
+    monkeypatch.setattr(mod, "_CHECKPOINT_EVERY", 5)
+    s = SQLiteSessionStorage(tmp_path / "w.db")
+    await s.create_session(_rec())
+    assert s._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for i in range(12):
+        await s.append_messages("s1", _turn(i))
+        await asyncio.sleep(0.05)  # let the worker's checkpoint run
+    # immutable=1 reads the main database file alone, ignoring the WAL: the rows there
+    # got there by a checkpoint.
+    raw = sqlite3.connect(f"file:{s.db_path}?immutable=1", uri=True)
+    try:
+        in_file = raw.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    finally:
+        raw.close()
+    assert in_file >= 20
+    await s.close()

@@ -44,6 +44,9 @@ _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 #: Reads of up to this many rows run on the loop; larger ones on the worker thread.
 _LOOP_ROW_LIMIT = 500
+#: Turns between WAL checkpoints (a turn writes about 2-4 pages; SQLite's default is
+#: 1000 pages).
+_CHECKPOINT_EVERY = 300
 
 _SESSION_COLS = (
     "session_id, user_id, provider, model, backend, system_prompt, provider_state, "
@@ -246,6 +249,10 @@ class SQLiteSessionStorage(ISessionStorage):
         self._busy_ms = int(busy_timeout * 1000)
         self._lock = threading.Lock()
         self._closed = False
+        self._writes = 0  # turns written since the last checkpoint was scheduled
+        self._checkpointing = False  # set on the loop, cleared by the worker when done
+        self._ckpt_lock = threading.Lock()
+        self._ckpt_conn: sqlite3.Connection | None = None
         created = self._prepare_file()
         try:
             self._conn = self._connect(str(synchronous).upper())
@@ -320,8 +327,12 @@ class SQLiteSessionStorage(ISessionStorage):
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode not in ("wal", "memory"):
                 raise self._fail(f"could not enable WAL (journal_mode is {mode})")
-            conn.execute(f"PRAGMA synchronous = {synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
+            # wal_autocheckpoint = 0: a checkpoint copies and fsyncs up to 4 MB, too long
+            # for the event loop; _write schedules one on the worker thread instead.
+            conn.executescript(
+                f"PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; "
+                "PRAGMA wal_autocheckpoint = 0;"
+            )
             migrate(conn)
             conn.execute("PRAGMA busy_timeout = 0")  # the loop fast path never waits
         except sqlite3.Error as exc:
@@ -505,6 +516,11 @@ class SQLiteSessionStorage(ISessionStorage):
     ) -> list[Message]:
         params = [_message_params(m) for m in messages]
         first = await self._call(_write_turn, session_id, pending_seq, params)
+        self._writes += 1
+        if self._writes >= _CHECKPOINT_EVERY and not self._checkpointing:
+            self._writes = 0
+            self._checkpointing = True
+            asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
         return [_with_seq(m, first + i) for i, m in enumerate(messages)]
 
     async def load_messages(
@@ -568,27 +584,46 @@ class SQLiteSessionStorage(ISessionStorage):
 
         await self._call(op)
 
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database, on the worker thread, through a second
+        connection: the main one stays free for the loop, and a PASSIVE checkpoint never
+        holds up writers. Best effort: a checkpoint skipped now is done next time."""
+        try:
+            with self._ckpt_lock:
+                if self._closed:
+                    return
+                if self._ckpt_conn is None:
+                    self._ckpt_conn = sqlite3.connect(
+                        self.db_path, isolation_level=None, check_same_thread=False
+                    )
+                self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            pass
+        finally:
+            self._checkpointing = False
+
+    def _close_now(self) -> None:
+        with self._lock, self._ckpt_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+            if self._ckpt_conn is not None:
+                self._ckpt_conn.close()
+
     async def close(self) -> None:
-        """Close the connection (waits for a running call). Idempotent."""
+        """Close the connections (waits for a running call). Idempotent."""
         if self._closed:
             return
-
-        def op() -> None:
-            with self._lock:
-                if not self._closed:
-                    self._closed = True
-                    self._conn.close()
-
-        await asyncio.get_running_loop().run_in_executor(None, op)
+        # On the worker: closing the last connection checkpoints the WAL (file I/O), and
+        # a call or checkpoint may still be running there.
+        await asyncio.get_running_loop().run_in_executor(None, self._close_now)
 
     def __del__(self) -> None:
         # Best effort for storages dropped without close(): don't leak file handles.
-        conn = getattr(self, "_conn", None)
-        if conn is not None and not getattr(self, "_closed", True):
-            try:
-                conn.close()
-            except (sqlite3.Error, LangSwarmError):
-                pass
+        if hasattr(self, "_conn") and not getattr(self, "_closed", True):
+            with contextlib.suppress(sqlite3.Error, LangSwarmError):
+                self._close_now()
 
 
 @hookimpl
