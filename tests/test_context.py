@@ -271,3 +271,29 @@ async def test_summarize_500_turns_reads_o_window(storage: ISessionStorage) -> N
         await add_turns(storage, 1, start=i)
     assert worst <= 3 * window
     assert len(summarize.calls) <= math.ceil(500 / (window // 4))
+
+
+async def test_summarize_on_a_real_session(tmp_path: Path) -> None:
+    """Through Session: the summary comes from the session's own provider, is stored with
+    role summary, stays out of get_history() and goes first in later requests."""
+    from langswarm_runtime import SessionManager
+
+    config = tmp_path / "swarm.yaml"
+    config.write_text(
+        "version: 1\n"
+        f'storage: {{type: sqlite, path: "{tmp_path / "s.db"}"}}\n'
+        "providers:\n"
+        "  local: {type: echo, context: {max_messages: 5, strategy: summarize}}\n"
+    )
+    async with SessionManager.from_config(config) as manager:
+        session = await manager.create_session(user_id="u1", provider="local",
+                                               backend="hybrid")
+        for i in range(6):
+            reply = await session.send_message(f"turn {i}")
+        history = await session.get_history()
+        assert [m.role for m in history] == ["user", "assistant"] * 6
+        stored = await manager.storage.load_messages(session.session_id)
+        summaries = [m for m in stored if m.role == SUMMARY_ROLE]
+        assert summaries and summaries[-1].content.startswith("echo: Summarise")
+        # max_messages 5 = summary + 2 turns; the refresh at turn 5 kept the newest turn.
+        assert reply.content == "echo: turn 5 [earlier messages: 3]"

@@ -241,7 +241,9 @@ async def _summarized(
 
     # 4. Refresh: fold the older turns into a new summary; keep the newest that fit in
     #    a share of the limits. Repeat if the new summary leaves too little room.
-    keep = _fit(turns, *room(summary, KEEP_FRACTION))
+    # Never less than the newest turn when it fits: with a small window, half the limits
+    # minus the summary could hold nothing, and the model would lose the last exchange.
+    keep = max(_fit(turns, *room(summary, KEEP_FRACTION)), min(1, _fit(turns, *room(summary))))
     while True:
         dropped = turns[: len(turns) - keep]
         if dropped:
