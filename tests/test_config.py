@@ -280,7 +280,7 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
         ("providers:\n  local:\n    type: echo\n    middleware:\n      - {type: nope}\n", 5,
          "providers.local.middleware[0].type", "unknown middleware type 'nope'"),
         ("defaults:\n  provider: nobody\n", 2, "defaults.provider",
-         "unknown provider 'nobody'; providers entries and provider plugins: echo, "),
+         "unknown provider 'nobody'; providers entries and provider plugins: "),
         ("defaults:\n  system_prompt: 'Hi {{ user_id '\n", 2, "defaults.system_prompt",
          "template syntax error"),
         ("providers:\n  local: {type: 3}\n", 2, "providers.local.type", "'type' must be a string"),
