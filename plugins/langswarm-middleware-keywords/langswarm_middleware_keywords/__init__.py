@@ -25,6 +25,7 @@ from langswarm_runtime.session.models import Message
 __all__ = ["KeywordConfig", "KeywordMiddleware", "register_middlewares"]
 
 Direction = Literal["outgoing", "incoming"]
+_BOTH: tuple[Direction, ...] = ("outgoing", "incoming")
 
 
 class KeywordConfig(BaseModel):
@@ -41,7 +42,7 @@ class KeywordConfig(BaseModel):
     #: ``message.metadata["tags"]`` (stored with the message).
     tag: dict[str, str] = Field(default_factory=dict)
     #: Which messages to check: ``outgoing`` (user -> provider), ``incoming`` (replies).
-    directions: list[Direction] = Field(default_factory=lambda: ["outgoing", "incoming"])
+    directions: list[Direction] = Field(default_factory=lambda: list(_BOTH))
 
     @field_validator("block")
     @classmethod
