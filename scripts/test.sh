@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Install everything the tests need (core with all provider SDKs, the plugin packages)
-# and run every test: core, plugins, README examples. Extra arguments go to pytest.
-set -euo pipefail
+# and run every test: core, README examples, then each plugin package's own suite.
+# Each suite runs in its own pytest process, because each one pins which installed
+# plugins may load (LANGSWARM_LOAD_PLUGINS). Extra arguments go to every pytest run.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 
 "$PY" -m pip install -q --disable-pip-version-check -e ".[test]" \
   -e plugins/langswarm-storage-postgres \
   -e plugins/langswarm-storage-redis \
-  -e plugins/langswarm-middleware-keywords
+  -e plugins/langswarm-middleware-keywords || exit 1
 bash scripts/services.sh
-"$PY" -m pytest tests plugins/*/tests "$@"
+
+status=0
+for suite in tests plugins/*/tests; do
+  echo "=== $suite"
+  (cd "$(dirname "$suite")" && "$PY" -m pytest "$(basename "$suite")" "$@") || status=1
+done
+exit $status

@@ -322,3 +322,27 @@ def test_sync_facade(db: Path) -> None:
     with SyncSessionManager(storage=SQLiteSessionStorage(db_path=str(db))) as manager:
         again = manager.get_session(sid)
         assert again is not None and len(again.get_history()) == 4
+
+
+async def test_manager_runs_startup_and_shutdown_hooks() -> None:
+    from langswarm_runtime import hookimpl
+
+    events: list[str] = []
+
+    class Lifecycle:
+        @hookimpl
+        def startup(self, runtime):  # type: ignore[no-untyped-def]
+            events.append("startup")
+
+        @hookimpl
+        async def shutdown(self, runtime):  # type: ignore[no-untyped-def]
+            events.append("shutdown")
+
+    manager = SessionManager(storage=MemorySessionStorage())
+    manager.runtime.plugins.register(Lifecycle(), "lifecycle")
+    session = await manager.create_session(user_id="u", provider="echo")
+    await session.send_message("x")
+    assert events == ["startup"]
+    await manager.close()
+    await manager.close()
+    assert events == ["startup", "shutdown"]

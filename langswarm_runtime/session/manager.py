@@ -51,6 +51,7 @@ class SessionManager:
         self._cache: OrderedDict[str, Session] = OrderedDict()
         self._cache_size = max(1, self.config.defaults.session_cache_size)
         self._closed = False
+        self._started = False
 
     @classmethod
     def from_config(
@@ -63,7 +64,14 @@ class SessionManager:
         return cls(runtime=Runtime.from_file(path, environ=environ))
 
     async def __aenter__(self) -> SessionManager:
+        await self.start()
         return self
+
+    async def start(self) -> None:
+        """Run the plugins' ``startup`` hooks (done on first use if not called)."""
+        if not self._started:
+            self._started = True
+            await self.runtime.plugins.startup(self.runtime)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -77,7 +85,11 @@ class SessionManager:
         try:
             await self.storage.close()
         finally:
-            await self.runtime.close()
+            try:
+                await self.runtime.close()
+            finally:
+                if self._started:
+                    await self.runtime.plugins.shutdown(self.runtime)
 
     # -- cache -----------------------------------------------------------------------------
     def _remember(self, session: Session) -> None:
@@ -114,6 +126,7 @@ class SessionManager:
         ``provider`` names an entry under ``providers:`` (or a provider plugin type);
         ``system_prompt`` defaults to the config's template rendered for this session.
         """
+        await self.start()
         defaults = self.config.defaults
         user_id = user_id if user_id is not None else defaults.user_id
         if not isinstance(user_id, str) or not user_id:
@@ -158,6 +171,7 @@ class SessionManager:
         or belongs to another user (the two look the same)."""
         if not isinstance(session_id, str) or not session_id:
             return None
+        await self.start()
         session = self._cache.get(session_id)
         if session is None:
             record = await self.storage.load_session(session_id)
