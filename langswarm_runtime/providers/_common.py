@@ -187,10 +187,12 @@ async def with_retries(
     *,
     max_retries: int,
     classify: Callable[[BaseException], ProviderError | None],
+    retry_after_cap: float = RETRY_AFTER_CAP,
 ) -> T:
     """Run ``call``, retrying on retryable failures up to ``max_retries`` times, for SDKs
     that do not retry themselves. ``classify`` maps an exception to a ``ProviderError``
-    (None: not ours, re-raise). Rate limits honour Retry-After, capped at 60 s."""
+    (None: not ours, re-raise). Rate limits honour Retry-After, capped at
+    ``retry_after_cap`` (60 s)."""
     attempt = 0
     while True:
         try:
@@ -203,7 +205,7 @@ async def with_retries(
         if not retryable or attempt >= max_retries:
             raise mapped  # outside the except block: the SDK error is not chained
         after = mapped.retry_after if isinstance(mapped, ProviderRateLimited) else None
-        await asyncio.sleep(retry_delay(after, attempt))
+        await asyncio.sleep(retry_delay(after, attempt, cap=retry_after_cap))
         attempt += 1
 
 
