@@ -298,7 +298,7 @@ async def _sessions(args: argparse.Namespace) -> int:
 def _ts(value: float) -> str:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _record_json(record: Any) -> dict[str, Any]:

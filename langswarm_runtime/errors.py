@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 __all__ = [
-    "LangSwarmError",
-    "ConfigError",
-    "PluginError",
-    "StorageError",
     "ConcurrencyError",
-    "SessionNotFound",
+    "ConfigError",
     "InvalidMessage",
-    "MessageTooLarge",
+    "LangSwarmError",
     "MessageRejected",
+    "MessageTooLarge",
     "MiddlewareError",
-    "ProviderError",
+    "PluginError",
     "ProviderAuthError",
-    "ProviderRateLimited",
-    "ProviderUnavailable",
-    "ProviderTimeout",
     "ProviderBadResponse",
+    "ProviderError",
     "ProviderNotFound",
+    "ProviderRateLimited",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "SessionNotFound",
+    "StorageError",
 ]
 
 

@@ -157,7 +157,7 @@ class Runtime:
         default_backend = self.config.defaults.backend
         self.provider_for(self.config.defaults.provider)
         for name in self.config.providers:
-            provider, context = self.provider_for(name)
+            provider, _ = self.provider_for(name)
             backend = self.resolve_backend(name, provider, default_backend)
             self.build_middleware(self.middleware_specs(name))
             if backend is SessionBackend.NATIVE and "context" in provider.config.model_fields_set:

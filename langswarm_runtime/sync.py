@@ -16,13 +16,13 @@ import asyncio
 import os
 import threading
 from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from langswarm_runtime.session.manager import SessionManager
 from langswarm_runtime.session.models import Message, SessionRecord
 from langswarm_runtime.session.session import Session
 
-__all__ = ["SyncSessionManager", "SyncSession"]
+__all__ = ["SyncSession", "SyncSessionManager"]
 
 T = TypeVar("T")
 
@@ -124,7 +124,7 @@ class SyncSessionManager:
         finally:
             self._runner.stop()
 
-    def __enter__(self) -> SyncSessionManager:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,16 +17,16 @@ from langswarm_runtime.session.storage import (
 )
 
 __all__ = [
-    "SessionManager",
-    "LangSwarmSessionManager",
-    "Session",
-    "SessionBackend",
-    "SessionRecord",
-    "Message",
-    "MessageStatus",
-    "Usage",
     "ISessionMiddleware",
     "ISessionStorage",
+    "LangSwarmSessionManager",
     "MemorySessionStorage",
+    "Message",
+    "MessageStatus",
     "SQLiteSessionStorage",
+    "Session",
+    "SessionBackend",
+    "SessionManager",
+    "SessionRecord",
+    "Usage",
 ]

@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from langswarm_runtime.errors import ConfigError, SessionNotFound
 from langswarm_runtime.session.models import MessageStatus, SessionBackend, SessionRecord
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from langswarm_runtime.runtime import Runtime
     from langswarm_runtime.session.storage.base import ISessionStorage
 
-__all__ = ["SessionManager", "LangSwarmSessionManager"]
+__all__ = ["LangSwarmSessionManager", "SessionManager"]
 
 
 def new_session_id() -> str:
@@ -63,7 +63,7 @@ class SessionManager:
 
         return cls(runtime=Runtime.from_file(path, environ=environ))
 
-    async def __aenter__(self) -> SessionManager:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -17,7 +17,7 @@ from langswarm_runtime.session.models import Message
 if TYPE_CHECKING:
     from langswarm_runtime.session.session import Session
 
-__all__ = ["ISessionMiddleware", "run_outgoing", "run_incoming", "middleware_name"]
+__all__ = ["ISessionMiddleware", "middleware_name", "run_incoming", "run_outgoing"]
 
 
 class ISessionMiddleware:

@@ -9,12 +9,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "SessionBackend",
+    "Message",
     "MessageStatus",
     "Role",
-    "Usage",
-    "Message",
+    "SessionBackend",
     "SessionRecord",
+    "Usage",
 ]
 
 

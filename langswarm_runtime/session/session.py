@@ -215,7 +215,7 @@ class Session:
             await asyncio.shield(
                 self._storage.update_message_status(self.session_id, [pending_seq], status)
             )
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110 - the original error is what the caller sees
             pass
 
     async def _finish(self, user: Message, pending_seq: int, reply: ProviderReply) -> Message:
