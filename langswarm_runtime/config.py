@@ -33,7 +33,8 @@ from langswarm_runtime.config_yaml import (
     read_settings,
 )
 from langswarm_runtime.errors import ConfigError
-from langswarm_runtime.plugins import PluginManager, Registry, join_path
+from langswarm_runtime.plugins import PluginManager
+from langswarm_runtime.registry import Registry, join_path
 from langswarm_runtime.session.models import SessionBackend
 
 __all__ = [

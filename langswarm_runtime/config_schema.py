@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from langswarm_runtime.plugins import PluginManager, Registry
+from langswarm_runtime.plugins import PluginManager
+from langswarm_runtime.registry import Registry
 
 __all__ = ["build_schema"]
 

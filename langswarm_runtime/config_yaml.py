@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 
 from langswarm_runtime.errors import ConfigError
-from langswarm_runtime.plugins import format_validation_error, join_path
+from langswarm_runtime.registry import format_validation_error, join_path
 
 __all__ = ["ENV_PREFIX", "Locator", "expand_vars", "parse_yaml", "read_settings"]
 
