@@ -147,7 +147,9 @@ async def test_cached_tokens_extra_and_request_options(
 async def test_summary_goes_as_system_message(
     make: Any, provider_emulator: ProviderEmulator
 ) -> None:
-    reply = await make().send(_request(history=[Message(role="summary", content="we met"), *HISTORY]))
+    reply = await make().send(
+        _request(history=[Message(role="summary", content="we met"), *HISTORY])
+    )
     assert reply.content.endswith("[earlier messages: 2]")  # the note is not a chat turn
     first = provider_emulator.requests[0].json["messages"][0]
     assert first["role"] == "system" and "we met" in first["content"]

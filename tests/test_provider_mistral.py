@@ -99,7 +99,9 @@ async def _streamed(
     return "".join(deltas), final
 
 
-async def _turn(provider: MistralProvider, request: ProviderRequest, streamed: bool) -> ProviderReply:
+async def _turn(
+    provider: MistralProvider, request: ProviderRequest, streamed: bool
+) -> ProviderReply:
     if streamed:
         text, reply = await _streamed(provider, request)
         assert text == reply.content
@@ -160,7 +162,9 @@ async def test_server_url_version_suffix_dropped(
 async def test_summary_goes_as_system_message(
     make: Any, provider_emulator: ProviderEmulator
 ) -> None:
-    reply = await make().send(_request(history=[Message(role="summary", content="we met"), *HISTORY]))
+    reply = await make().send(
+        _request(history=[Message(role="summary", content="we met"), *HISTORY])
+    )
     assert reply.content.endswith("[earlier messages: 2]")
     first = provider_emulator.requests[0].json["messages"][0]
     assert first["role"] == "system" and "we met" in first["content"]
@@ -510,9 +514,7 @@ async def test_native_session_recovers_lost_conversation_after_restart(
 async def test_provider_fault_leaves_failed_turn_and_clean_history(
     tmp_path: Path, provider_emulator: ProviderEmulator, backend: str
 ) -> None:
-    async with SessionManager.from_config(
-        _swarm(tmp_path, provider_emulator, backend)
-    ) as manager:
+    async with SessionManager.from_config(_swarm(tmp_path, provider_emulator, backend)) as manager:
         session = await manager.create_session(user_id="u", provider="mi")
         await session.send_message("kept")
         provider_emulator.inject("503")

@@ -32,6 +32,7 @@ from langswarm_runtime.providers._common import (
     error_for_status,
     history_turns,
     import_sdk,
+    is_transport_error,
     make_usage,
     parse_retry_after,
     scrub,
@@ -278,9 +279,9 @@ class CohereProvider(Provider):
         )
 
 
-def _api_error() -> type[Exception]:
+def _api_error() -> Any:
     """The base of every cohere SDK HTTP error (imported lazily, like the SDK)."""
-    return import_sdk("cohere.core.api_error", "cohere").ApiError  # type: ignore[no-any-return]
+    return import_sdk("cohere.core.api_error", "cohere").ApiError
 
 
 async def _next(events: Any) -> Any:
@@ -291,14 +292,13 @@ async def _next(events: Any) -> Any:
 
 
 def _transport_kind(exc: BaseException) -> str | None:
-    """'timeout' / 'connection' for httpx transport errors (matched by class name, so no
-    httpx import and any httpx fork an SDK vendors works too); None otherwise."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "TimeoutException" in names:
+    """'timeout' / 'connection' for failures below the SDK (httpx or a fork of it: timeouts
+    are told apart by class name, so neither is imported here); None otherwise."""
+    if isinstance(exc, TimeoutError) or any(
+        cls.__name__ == "TimeoutException" for cls in type(exc).__mro__
+    ):
         return "timeout"
-    if names & {"TransportError", "NetworkError", "RemoteProtocolError", "ProtocolError"}:
-        return "connection"
-    return None
+    return "connection" if is_transport_error(exc) else None
 
 
 def _body_message(body: Any) -> str:

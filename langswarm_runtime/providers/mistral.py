@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -38,11 +38,17 @@ from langswarm_runtime.providers._common import (
     error_for_status,
     history_turns,
     import_sdk,
-    make_usage,
+    is_transport_error,
     parse_retry_after,
     scrub,
     with_retries,
     without_version_suffix,
+)
+from langswarm_runtime.providers._mistral_wire import (
+    body_message,
+    content_text,
+    seed_entries,
+    usage_from,
 )
 from langswarm_runtime.providers.base import (
     Provider,
@@ -50,7 +56,7 @@ from langswarm_runtime.providers.base import (
     ProviderReply,
     ProviderRequest,
 )
-from langswarm_runtime.session.models import Message, SessionBackend, Usage
+from langswarm_runtime.session.models import SessionBackend
 
 __all__ = ["MistralConfig", "MistralProvider"]
 
@@ -165,7 +171,7 @@ class MistralProvider(Provider):
         if isinstance(exc, errors.MistralError):
             return error_for_status(
                 exc.status_code,
-                scrub(_body_message(exc.body), key),
+                scrub(body_message(exc.body), key),
                 provider=self.name,
                 retry_after=parse_retry_after(dict(exc.headers)),
             )
@@ -231,7 +237,9 @@ class MistralProvider(Provider):
 
     # ------------------------------------------------------------------ native
 
-    async def _open_native(self, request: ProviderRequest, *, stream: bool) -> tuple[Any, str | None]:
+    async def _open_native(
+        self, request: ProviderRequest, *, stream: bool
+    ) -> tuple[Any, str | None]:
         """Append the new message to the session's conversation, or start one seeded from
         the mirror when there is none or the server lost it. Returns (response or event
         stream, conversation id; None when it arrives in the stream)."""
@@ -252,7 +260,7 @@ class MistralProvider(Provider):
             except ProviderNotFound:
                 pass  # the server lost it: start a new one from the local mirror
         history = await request.load_history() if request.load_history else []
-        instructions, inputs = _seed(request.system_prompt, [*history, request.message])
+        instructions, inputs = seed_entries(request.system_prompt, [*history, request.message])
         begin = conversations.start_stream_async if stream else conversations.start_async
         response = await self._call(
             lambda: begin(
@@ -271,17 +279,13 @@ class MistralProvider(Provider):
     async def send(self, request: ProviderRequest) -> ProviderReply:
         if request.backend is SessionBackend.NATIVE:
             response, conv_id = await self._open_native(request, stream=False)
-            texts = [
-                _content_text(getattr(o, "content", None))
-                for o in response.outputs
-                if getattr(o, "type", None) == "message.output"
-            ]
-            if not texts:
+            outputs = [o for o in response.outputs if getattr(o, "type", None) == "message.output"]
+            if not outputs:
                 raise ProviderBadResponse("answer had no message output", provider=self.name)
-            last = [o for o in response.outputs if getattr(o, "type", None) == "message.output"][-1]
+            last = outputs[-1]
             return ProviderReply(
-                content="".join(texts),
-                usage=_usage(response.usage),
+                content="".join(content_text(getattr(o, "content", None)) for o in outputs),
+                usage=usage_from(response.usage),
                 provider_message_id=getattr(last, "id", None),
                 state={STATE_KEY: conv_id},
                 model=getattr(last, "model", None) or self._model(request),
@@ -292,8 +296,8 @@ class MistralProvider(Provider):
         if not completion.choices or completion.choices[0].message is None:
             raise ProviderBadResponse("answer had no choices", provider=self.name)
         return ProviderReply(
-            content=_content_text(completion.choices[0].message.content),
-            usage=_usage(completion.usage),
+            content=content_text(completion.choices[0].message.content),
+            usage=usage_from(completion.usage),
             provider_message_id=completion.id,
             model=completion.model,
         )
@@ -309,6 +313,7 @@ class MistralProvider(Provider):
             chat = self._client().chat
             events = await self._call(lambda: chat.stream_async(**args))
             inner = self._chat_events(events)
+        mapped: ProviderError | None = None
         try:
             while True:
                 try:
@@ -326,7 +331,7 @@ class MistralProvider(Provider):
             await events.close()
         raise mapped  # outside the handler, so the SDK exception is not chained
 
-    async def _chat_events(self, events: Any) -> AsyncIterator[str | ProviderReply]:
+    async def _chat_events(self, events: Any) -> AsyncGenerator[str | ProviderReply, None]:
         parts: list[str] = []
         usage = ident = model = None
         finished = False
@@ -336,7 +341,7 @@ class MistralProvider(Provider):
             if chunk.usage is not None:
                 usage = chunk.usage
             for choice in chunk.choices:
-                text = _content_text(choice.delta.content)
+                text = content_text(choice.delta.content)
                 if choice.index == 0 and text:
                     parts.append(text)
                     yield text
@@ -345,12 +350,12 @@ class MistralProvider(Provider):
         if not finished:
             raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
         yield ProviderReply(
-            content="".join(parts), usage=_usage(usage), provider_message_id=ident, model=model
+            content="".join(parts), usage=usage_from(usage), provider_message_id=ident, model=model
         )
 
     async def _native_events(
         self, events: Any, conv_id: str | None, model: str
-    ) -> AsyncIterator[str | ProviderReply]:
+    ) -> AsyncGenerator[str | ProviderReply, None]:
         parts: list[str] = []
         entry_id = None
         done = None
@@ -362,7 +367,7 @@ class MistralProvider(Provider):
             elif kind == "message.output.delta":
                 entry_id = data.id
                 model = getattr(data, "model", None) or model
-                text = _content_text(data.content)
+                text = content_text(data.content)
                 if text:
                     parts.append(text)
                     yield text
@@ -375,7 +380,7 @@ class MistralProvider(Provider):
             raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
         yield ProviderReply(
             content="".join(parts),
-            usage=_usage(done.usage),
+            usage=usage_from(done.usage),
             provider_message_id=entry_id,
             state={STATE_KEY: conv_id},
             model=model,
@@ -385,68 +390,14 @@ class MistralProvider(Provider):
 # ---------------------------------------------------------------------- helpers
 
 
-def _seed(system_prompt: str | None, messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
-    """(instructions, input entries) for starting a conversation from the mirror: system
-    text (the prompt, a stored summary) becomes instructions, turns become entries."""
-    notes = [system_prompt] if system_prompt else []
-    entries: list[dict[str, Any]] = []
-    for role, text in history_turns(messages):
-        if role == "system":
-            notes.append(text)
-        else:
-            entries.append({"type": "message.input", "role": role, "content": text})
-    return ("\n\n".join(notes) or None), entries
-
-
-def _content_text(content: Any) -> str:
-    """Text of a message content: a str, or a list of chunks (text ones kept)."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        return "".join(_content_text(c) for c in content)
-    text = getattr(content, "text", None)
-    return text if isinstance(text, str) else ""
-
-
-def _usage(usage: Any) -> Usage:
-    # Cached prompt tokens arrive as usage.prompt_tokens_details.cached_tokens, an extra
-    # field the SDK's model keeps as a plain dict.
-    details = getattr(usage, "prompt_tokens_details", None)
-    if isinstance(details, dict):
-        cached = details.get("cached_tokens", 0)
-    else:
-        cached = getattr(details, "cached_tokens", 0)
-    return make_usage(
-        getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0), cached
-    )
-
-
 def _transport_kind(exc: BaseException) -> str | None:
-    """'timeout' / 'connection' for transport errors of httpx or the httpx2 fork mistralai
-    ships (matched by class name, so neither is imported here); None otherwise."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "TimeoutException" in names:
+    """'timeout' / 'connection' for failures below the SDK (httpx or a fork of it: timeouts
+    are told apart by class name, so neither is imported here); None otherwise."""
+    if isinstance(exc, TimeoutError) or any(
+        cls.__name__ == "TimeoutException" for cls in type(exc).__mro__
+    ):
         return "timeout"
-    if names & {"TransportError", "NetworkError", "RemoteProtocolError", "ProtocolError"}:
-        return "connection"
-    return None
-
-
-def _body_message(body: Any) -> str:
-    # Mistral's error body is {"object": "error", "message": ...}; 422s carry "detail".
-    try:
-        data = json.loads(body) if isinstance(body, str) else body
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("message", "detail"):
-            value = data.get(key)
-            if isinstance(value, str):
-                return value
-            if value is not None:
-                return json.dumps(value)[:300]
-    text = str(body or "")
-    return text[:200] or "request failed"
+    return "connection" if is_transport_error(exc) else None
 
 
 @hookimpl

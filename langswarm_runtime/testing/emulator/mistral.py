@@ -218,7 +218,7 @@ def start_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     if not body.get("model") and not body.get("agent_id"):
         raise EmulatorHTTPError(400, "one of model or agent_id is required")
     conv_id = new_id("conv_")
-    conv = {
+    conv: dict[str, Any] = {
         "id": conv_id,
         "model": body.get("model"),
         "instructions": body.get("instructions"),
