@@ -396,3 +396,16 @@ def test_readme_plugin_example_works(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_every_hook_is_documented_in_the_readme() -> None:
+    # Like datasette's meta-test: a new hook must be documented for plugin authors.
+    from langswarm_runtime import hookspecs
+
+    pm = PluginManager(environ=NONE)
+    section = _readme_plugin_section()
+    hooks = [name for name in dir(pm.pm.hook) if not name.startswith("_")]
+    assert set(hooks) >= {"register_providers", "register_storages", "register_middlewares"}
+    for name in hooks:
+        assert getattr(hookspecs, name).__doc__, name
+        assert f"`{name}(" in section, f"hook {name} is not in the README's plugins section"
