@@ -182,3 +182,41 @@ def test_one_turn_imports_no_provider_sdk(cfg: Path) -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "SDKS []" in result.stdout
+
+
+def test_interactive_chat_on_a_terminal(cfg: Path) -> None:
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "LANGSWARM_LOAD_PLUGINS": "", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "langswarm_runtime.cli", "--config", str(cfg)],
+        stdin=slave, stdout=slave, stderr=slave, cwd=cfg.parent, env=env,
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 20) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                seen += os.read(master, 4096)
+
+    try:
+        read_until(b"you> ")
+        assert b"session: ses_" in seen
+        os.write(master, b"hello tty\n")
+        read_until(b"echo: hello tty [earlier messages: 0]")  # streamed to the terminal
+        os.write(master, b"/history\n")
+        read_until(b"assistant: echo: hello tty")
+        os.write(master, b"\x04")  # Ctrl-D
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
