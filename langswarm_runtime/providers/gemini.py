@@ -35,6 +35,7 @@ from langswarm_runtime.errors import (
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
+    RETRY_AFTER_CAP,
     api_key_value,
     error_for_status,
     history_turns,
@@ -83,6 +84,8 @@ class GeminiProvider(Provider):
         self.config: GeminiConfig
         # One client per event loop: httpx pools are bound to the loop that opened them.
         self._clients: dict[int, Any] = {}
+        #: Longest Retry-After wait honoured between retries, in seconds.
+        self.retry_after_cap = RETRY_AFTER_CAP
 
     # -- client ------------------------------------------------------------------------
     def _http_options(self) -> dict[str, Any]:
@@ -144,10 +147,10 @@ class GeminiProvider(Provider):
         if isinstance(status, int):
             response = getattr(exc, "response", None)
             headers = getattr(response, "headers", None)
-            message = getattr(exc, "message", None) or str(exc)
+            message = _body_message(getattr(exc, "body", None)) or getattr(exc, "message", None)
             return error_for_status(
                 status,
-                self._scrub(str(message)),
+                self._scrub(str(message or exc)),
                 provider=name,
                 retry_after=parse_retry_after(dict(headers)) if headers is not None else None,
             )
@@ -168,7 +171,12 @@ class GeminiProvider(Provider):
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call`` with our retries; failures mapped, never chained to SDK exceptions."""
         try:
-            return await with_retries(call, max_retries=self.config.max_retries, classify=self._map)
+            return await with_retries(
+                call,
+                max_retries=self.config.max_retries,
+                classify=self._map,
+                retry_after_cap=self.retry_after_cap,
+            )
         except ProviderError as exc:
             raise exc from None
 
@@ -358,6 +366,13 @@ class GeminiProvider(Provider):
         if final is None:
             raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
         yield self._from_interaction(final, "".join(parts))
+
+
+def _body_message(body: Any) -> str | None:
+    """``error.message`` of a Google error body (the Interactions client keeps it raw)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else None
 
 
 def _is_genai_error(exc: BaseException) -> bool:
