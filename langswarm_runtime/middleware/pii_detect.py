@@ -300,24 +300,37 @@ def _always(m: re.Match[str]) -> Span | None:
     return m.span()
 
 
+_PHONE_CUES = ("phone", "tel", "mobile", "cell", "call", "text", "whatsapp", "fax")
+
+
+def _has(text: str, *words: str) -> bool:
+    """Cheap substring test that lets a costly cue pattern skip most messages."""
+    low = text.lower()
+    return any(w in low for w in words)
+
+
 #: entity -> (pattern, validator, cheap pre-check on the whole text)
 _DETECTORS: dict[Entity, list[tuple[re.Pattern[str], _Validator, Callable[[str], bool]]]] = {
     "api_key": [
         (_API_KEY, _always, lambda t: True),
-        (_KEYED_SECRET, _group(_looks_random), lambda t: True),
-        (_PASSWORD, _group(), lambda t: True),
+        (_KEYED_SECRET, _group(_looks_random), lambda t: _has(t, "key", "secret", "token",
+                                                                "bearer")),
+        (_PASSWORD, _group(), lambda t: _has(t, "pass", "pwd")),
     ],
     "email": [(_EMAIL, _always, lambda t: "@" in t)],
     "iban": [(_IBAN, _iban_span, lambda t: True)],
     "credit_card": [(_CARD, _whole(_valid_card), lambda t: True)],
-    "ssn": [(_SSN, _always, lambda t: True), (_SSN_BARE, _group(), lambda t: True)],
+    "ssn": [
+        (_SSN, _always, lambda t: True),
+        (_SSN_BARE, _group(), lambda t: _has(t, "ssn", "social")),
+    ],
     "ipv6": [(_IPV6, _whole(_valid_ipv6), lambda t: "::" in t or t.count(":") >= 5)],
     "ipv4": [(_IPV4, _whole(_valid_ipv4), lambda t: "." in t)],
     "phone": [
         (_PHONE_INTL, _whole(_valid_phone_intl), lambda t: "+" in t),
         (_PHONE_US, _whole(_valid_phone_us), lambda t: True),
         (_PHONE_TRUNK, _whole(_valid_phone_trunk), lambda t: "0" in t),
-        (_PHONE_CUED, _group(), lambda t: True),
+        (_PHONE_CUED, _group(), lambda t: _has(t, *_PHONE_CUES)),
     ],
 }
 
