@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 from langswarm_runtime.middleware.pii import PIIFilterMiddleware
 
+PROSE = ("the model should answer in short sentences and keep the tone friendly while "
+         "it explains how the new release changes the deployment steps for each team")
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "pii_corpus.jsonl"
 
 
@@ -22,8 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     texts = [json.loads(line)["text"] for line in CORPUS.read_text().splitlines() if line]
     long_text = " ".join(texts)  # one PII-dense ~20 kB message
-    words = ("the model should answer in short sentences and keep the tone friendly while "
-             "it explains how the new release changes the deployment steps for each team").split()
+    words = PROSE.split()
     prose = " ".join(words[i * 7 % len(words)] for i in range(3500))  # ~20 kB, no PII
     session = SimpleNamespace(session_id="bench")
     for mode in ("redact", "hash"):
