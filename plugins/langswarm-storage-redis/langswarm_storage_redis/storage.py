@@ -28,6 +28,13 @@ from langswarm_storage_redis.config import RedisStorageConfig
 
 __all__ = ["RedisSessionStorage"]
 
+#: The public operation each script serves, for error messages.
+_SCRIPT_CALLERS = {
+    "CREATE": "create_session", "SAVE": "save_session", "DELETE": "delete_session",
+    "APPEND": "append_messages", "SET_STATUS": "update_message_status",
+    "TAIL": "load_messages", "LIST": "list_sessions",
+}  # fmt: skip
+
 
 class RedisSessionStorage(ISessionStorage):
     """Sessions in Redis, shared safely by many processes on many hosts.
@@ -97,7 +104,7 @@ class RedisSessionStorage(ISessionStorage):
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         self._get_client()
-        with self._translate(name.lower()):
+        with self._translate(_SCRIPT_CALLERS[name]):
             return await self._scripts[name](keys=keys, args=args)
 
     @contextlib.contextmanager
