@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from langswarm_runtime import SessionBackend, SessionManager
 from langswarm_runtime.errors import (
+    ConfigError,
     ProviderAuthError,
     ProviderBadResponse,
     ProviderError,
@@ -188,6 +189,15 @@ async def test_extra_passthrough_and_version_in_base_url(
     rec = provider_emulator.requests[0]
     assert rec.path == "/gemini/v1alpha/models/gemini-test:generateContent"
     assert rec.json["generationConfig"]["stopSequences"] == ["zzz"]
+
+
+@BACKENDS
+async def test_unknown_extra_option_is_config_error(
+    make: Any, provider_emulator: ProviderEmulator, backend: SessionBackend
+) -> None:
+    with pytest.raises(ConfigError, match="not_an_option"):
+        await make(extra={"not_an_option": 1}).send(_request(backend=backend))
+    assert provider_emulator.requests == []
 
 
 # ----------------------------------------------------------------------- lost interactions

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from langswarm_runtime.errors import (
+    ConfigError,
     LangSwarmError,
     ProviderAuthError,
     ProviderBadResponse,
@@ -179,6 +180,15 @@ class GeminiProvider(Provider):
             )
         except ProviderError as exc:
             raise exc from None
+        except TypeError as exc:  # the SDK refused an argument before sending: ``extra``
+            if "unexpected keyword" not in str(exc):
+                raise
+            raise self._bad_extra(exc) from None
+
+    def _bad_extra(self, exc: Exception) -> ConfigError:
+        detail = " ".join(str(exc).split())
+        return ConfigError(f"{self.name}: option not accepted by the SDK: {detail}",
+                           key_path="extra")
 
     # -- request shaping ---------------------------------------------------------------
     def _split(
@@ -221,8 +231,13 @@ class GeminiProvider(Provider):
         if system:
             config["system_instruction"] = system
         config.update(self.config.extra)
+        types = import_sdk("google.genai.types", "gemini")
+        try:  # checked here so a bad ``extra`` is a config error, not a bad answer
+            checked = types.GenerateContentConfig.model_validate(config)
+        except ValidationError as exc:
+            raise self._bad_extra(exc) from None
         contents = [{"role": role, "parts": [{"text": text}]} for role, text in turns]
-        return {"model": self._model(request), "contents": contents, "config": config}
+        return {"model": self._model(request), "contents": contents, "config": checked}
 
     def _native_args(
         self, request: ProviderRequest, history: list[Message], previous: str | None
