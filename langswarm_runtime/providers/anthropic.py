@@ -86,7 +86,7 @@ class AnthropicConfig(ProviderConfig):
 def _client_class(sdk: Any) -> type[Any]:
     """``AsyncAnthropic`` with its retry wait capped: built once, after the lazy import."""
 
-    class CappedAsyncAnthropic(sdk.AsyncAnthropic):  # type: ignore[misc, name-defined]
+    class CappedAsyncAnthropic(sdk.AsyncAnthropic):  # type: ignore[misc]
         #: Longest Retry-After we honour; the SDK itself would wait as long as asked.
         retry_after_cap: float = RETRY_AFTER_CAP
 
