@@ -244,10 +244,17 @@ async def test_dropped_connection_retried(make: Any, provider_emulator: Provider
     assert [r.fault for r in provider_emulator.requests] == ["drop", None]
 
 
-async def test_malformed_body(make: Any, provider_emulator: ProviderEmulator) -> None:
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_malformed_body(
+    make: Any, provider_emulator: ProviderEmulator, streamed: bool
+) -> None:
     provider_emulator.inject("malformed")
-    with pytest.raises(ProviderBadResponse):
-        await make().send(_request())
+    with pytest.raises(ProviderBadResponse) as info:
+        if streamed:
+            await _streamed(make(), _request())
+        else:
+            await make().send(_request())
+    assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 async def test_stream_break_mid_way(make: Any, provider_emulator: ProviderEmulator) -> None:

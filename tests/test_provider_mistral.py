@@ -315,13 +315,15 @@ async def test_dropped_connection(make: Any, provider_emulator: ProviderEmulator
     assert reply.content.startswith("echo:")
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("backend", [SessionBackend.HYBRID, NATIVE])
 async def test_malformed_body(
-    make: Any, provider_emulator: ProviderEmulator, backend: SessionBackend
+    make: Any, provider_emulator: ProviderEmulator, backend: SessionBackend, streamed: bool
 ) -> None:
     provider_emulator.inject("malformed")
-    with pytest.raises(ProviderBadResponse):
-        await make().send(_request(backend=backend))
+    with pytest.raises(ProviderBadResponse) as info:
+        await _turn(make(), _request(backend=backend), streamed)
+    assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 @pytest.mark.parametrize("backend", [SessionBackend.HYBRID, NATIVE])

@@ -160,6 +160,12 @@ class CohereProvider(Provider):
             )
         if isinstance(exc, (json.JSONDecodeError, ValidationError, UnicodeDecodeError)):
             return ProviderBadResponse("answer did not match the API schema", provider=self.name)
+        if type(exc).__name__ == "SSEError":  # a "stream" answered with something else
+            return ProviderBadResponse(
+                f"answer was not an event stream: {scrub(str(exc), key)}", provider=self.name
+            )
+        if type(exc).__module__.split(".")[0] == "cohere":  # no SDK type reaches the caller
+            return ProviderError(scrub(str(exc), key), provider=self.name)
         return None
 
     async def _guard(self, call: Any) -> Any:

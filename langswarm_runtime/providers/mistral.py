@@ -169,6 +169,13 @@ class MistralProvider(Provider):
         if isinstance(exc, errors.ResponseValidationError):
             return ProviderBadResponse("answer did not match the API schema", provider=self.name)
         if isinstance(exc, errors.MistralError):
+            if 200 <= exc.status_code < 300:  # e.g. JSON where an event stream was due
+                content_type = exc.headers.get("content-type", "none")
+                return ProviderBadResponse(
+                    f"unexpected answer (HTTP {exc.status_code}, content-type {content_type})",
+                    provider=self.name,
+                    status_code=exc.status_code,
+                )
             return error_for_status(
                 exc.status_code,
                 scrub(body_message(exc.body), key),
@@ -179,6 +186,8 @@ class MistralProvider(Provider):
             return ProviderUnavailable("no response received", provider=self.name)
         if isinstance(exc, (json.JSONDecodeError, ValidationError, UnicodeDecodeError)):
             return ProviderBadResponse("answer did not match the API schema", provider=self.name)
+        if type(exc).__module__.split(".")[0] == "mistralai":  # no SDK type reaches the caller
+            return ProviderError(scrub(str(exc), key), provider=self.name)
         return None
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
