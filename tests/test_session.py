@@ -346,3 +346,18 @@ async def test_manager_runs_startup_and_shutdown_hooks() -> None:
     await manager.close()
     await manager.close()
     assert events == ["startup", "shutdown"]
+
+
+async def test_failed_native_turn_drops_remote_state_and_reseeds_from_mirror() -> None:
+    async with SessionManager(storage=MemorySessionStorage()) as manager:
+        session = await manager.create_session(user_id="u", provider="echo", backend="native")
+        await session.send_message("kept")
+        assert session.record.provider_state == {"conversation_length": 2}
+        stream = session.stream_message("broken off")
+        await stream.__anext__()
+        await stream.aclose()
+        # the provider may hold part of the failed turn: forget the remote conversation
+        assert session.record.provider_state == {}
+        reply = await session.send_message("next")
+        assert reply.content == "echo: next [earlier messages: 2]"
+        assert session.record.provider_state == {"conversation_length": 4}

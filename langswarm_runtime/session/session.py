@@ -12,8 +12,11 @@ from langswarm_runtime.errors import (
     InvalidMessage,
     LangSwarmError,
     MessageTooLarge,
+    ProviderAuthError,
     ProviderBadResponse,
     ProviderError,
+    ProviderRateLimited,
+    SessionNotFound,
 )
 from langswarm_runtime.providers.base import ContextConfig, Provider, ProviderReply, ProviderRequest
 from langswarm_runtime.session.middleware import middleware_name, run_incoming, run_outgoing
@@ -32,6 +35,8 @@ __all__ = ["Session"]
 
 _COMMITTED = (MessageStatus.COMMITTED,)
 _SAVE_ATTEMPTS = 8
+#: Errors that mean the provider refused the request before looking at it.
+_NOT_RECEIVED = (ProviderRateLimited, ProviderAuthError)
 
 
 class Session:
@@ -209,14 +214,29 @@ class Session:
         reply = await self._provider.send(request)
         return reply.content
 
-    async def _fail(self, pending_seq: int, status: MessageStatus) -> None:
+    async def _fail(self, pending_seq: int, exc: BaseException) -> None:
+        """Mark the turn failed. In native mode the provider may already hold part of the
+        turn (a broken stream, a timeout after the request arrived, a rejected reply), so
+        the remote conversation is dropped and the next turn re-seeds it from the local
+        mirror, which never contains failed turns."""
         # The caller is already raising; a second storage error must not mask the first.
         try:
             await asyncio.shield(
-                self._storage.update_message_status(self.session_id, [pending_seq], status)
+                self._storage.update_message_status(
+                    self.session_id, [pending_seq], MessageStatus.FAILED
+                )
             )
         except Exception:  # noqa: BLE001, S110 - the original error is what the caller sees
             pass
+        if (
+            self._record.backend is SessionBackend.NATIVE
+            and self._record.provider_state
+            and not isinstance(exc, _NOT_RECEIVED)
+        ):
+            try:
+                await asyncio.shield(self._save(lambda record: record.provider_state.clear()))
+            except Exception:  # noqa: BLE001, S110
+                pass
 
     async def _finish(self, user: Message, pending_seq: int, reply: ProviderReply) -> Message:
         """Steps 6-8: incoming chain, atomic commit, record update."""
@@ -240,19 +260,26 @@ class Session:
         return stored
 
     async def _update_record(self, reply: ProviderReply) -> None:
-        for _ in range(_SAVE_ATTEMPTS):
-            record = self._record.model_copy(deep=True)
+        def change(record: SessionRecord) -> None:
             record.usage = record.usage + reply.usage
             if reply.state is not None:
                 record.provider_state = dict(reply.state)
+
+        await self._save(change)
+
+    async def _save(self, change: Callable[[SessionRecord], None]) -> None:
+        """Apply ``change`` to the record and save it; when another process saved first,
+        reload and re-apply (optimistic concurrency)."""
+        for _ in range(_SAVE_ATTEMPTS):
+            record = self._record.model_copy(deep=True)
+            change(record)
             record.updated_at = time.time()
             try:
                 await self._storage.save_session(record)
             except ConcurrencyError:
-                # Another process updated the record: reload and re-apply our change.
                 fresh = await self._storage.load_session(self.session_id)
                 if fresh is None:
-                    return
+                    raise SessionNotFound(f"session {self.session_id!r} not found") from None
                 self._record = fresh
                 continue
             self._record = record
@@ -270,7 +297,7 @@ class Session:
                 reply = await self._provider.send(request)
                 return await self._finish(user, pending_seq, reply)
             except BaseException as exc:
-                await self._fail(pending_seq, MessageStatus.FAILED)
+                await self._fail(pending_seq, exc)
                 raise _translate(exc, self.provider) from exc
 
     async def stream_message(self, text: str) -> AsyncIterator[str]:
@@ -298,7 +325,7 @@ class Session:
                     )
                 await self._finish(user, pending_seq, final)
             except BaseException as exc:
-                await self._fail(pending_seq, MessageStatus.FAILED)
+                await self._fail(pending_seq, exc)
                 if isinstance(exc, GeneratorExit):
                     raise
                 raise _translate(exc, self.provider) from exc
@@ -319,25 +346,14 @@ class Session:
             new_provider, new_model, new_backend, context = self._resolve_provider(
                 provider, model, backend
             )
-            for _ in range(_SAVE_ATTEMPTS):
-                record = self._record.model_copy(deep=True)
+
+            def change(record: SessionRecord) -> None:
                 record.provider = provider
                 record.model = new_model
                 record.backend = new_backend
                 record.provider_state = {}
-                record.updated_at = time.time()
-                try:
-                    await self._storage.save_session(record)
-                except ConcurrencyError:
-                    fresh = await self._storage.load_session(self.session_id)
-                    if fresh is None:
-                        raise
-                    self._record = fresh
-                    continue
-                break
-            else:
-                raise ConcurrencyError(f"session {self.session_id}: could not save the switch")
-            self._record = record
+
+            await self._save(change)
             self._provider = new_provider
             self._context = context
 
