@@ -202,13 +202,17 @@ async def test_unknown_extra_option_and_temperature_are_config_errors(
 # ----------------------------------------------------------------------- lost threads
 
 
+@pytest.mark.parametrize("how", ["forget", "fault"])
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_lost_thread_is_reseeded_from_the_mirror(
-    make: Any, provider_emulator: ProviderEmulator, streamed: bool
+    make: Any, provider_emulator: ProviderEmulator, streamed: bool, how: str
 ) -> None:
     provider = make()
     first = await provider.send(_request("one", backend=NATIVE, history=HISTORY))
-    provider_emulator.forget_conversations()
+    if how == "forget":
+        provider_emulator.forget_conversations()
+    else:
+        provider_emulator.inject("not_found")
     mirror = [*HISTORY, Message(role="user", content="one"), Message(role="assistant", content=first.content)]
     reply = await _turn(provider, _request("two", backend=NATIVE, history=mirror, state=first.state), streamed)
     assert reply.content == "echo: two [earlier messages: 4]"  # no error, whole mirror replayed
@@ -359,6 +363,33 @@ async def test_missing_key_is_auth_error(
     finally:
         await provider.close()
     assert provider_emulator.requests == []
+
+
+async def test_empty_key_falls_back_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch, make: Any
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-0123456789")
+    reply = await make(api_key=SecretStr("")).send(_request())  # ${ANTHROPIC_API_KEY:-}
+    assert reply.content.startswith("echo:")
+
+
+def test_emulator_keeps_the_wire_rules(provider_emulator: ProviderEmulator) -> None:
+    import httpx
+
+    url = provider_emulator.url("anthropic") + "/v1/messages"
+    msg = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    beta = {"anthropic-beta": THREADS_BETA}
+    with httpx.Client(timeout=5) as http:
+        assert http.post(url, json={**msg, "max_tokens": None}).status_code == 400
+        r = http.post(url, json={**msg, "thread": {"type": "create"}})  # no beta header
+        assert r.status_code == 400 and r.json()["type"] == "error"
+        first = http.post(url, json={**msg, "thread": {"type": "create"}}, headers=beta).json()
+        cont = {"type": "continue", "previous_message_id": first["id"]}
+        r = http.post(url, json={**msg, "system": "s", "thread": cont}, headers=beta)
+        assert r.status_code == 400  # system is fixed at create
+        assert http.post(url, json={**msg, "thread": cont}, headers=beta).status_code == 200
+        r = http.post(url, json={**msg, "thread": cont}, headers=beta)  # continued once only
+        assert r.json()["error"]["details"]["error_code"] == "thread_already_continued"
 
 
 def test_import_does_not_import_sdk() -> None:

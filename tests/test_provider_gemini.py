@@ -203,13 +203,17 @@ async def test_unknown_extra_option_is_config_error(
 # ----------------------------------------------------------------------- lost interactions
 
 
+@pytest.mark.parametrize("how", ["forget", "fault"])
 @STREAMED
 async def test_lost_interaction_is_reseeded_from_the_mirror(
-    make: Any, provider_emulator: ProviderEmulator, streamed: bool
+    make: Any, provider_emulator: ProviderEmulator, streamed: bool, how: str
 ) -> None:
     provider = make()
     first = await provider.send(_request("one", backend=NATIVE, history=HISTORY))
-    provider_emulator.forget_conversations()
+    if how == "forget":
+        provider_emulator.forget_conversations()
+    else:
+        provider_emulator.inject("not_found")
     mirror = [*HISTORY, Message(role="user", content="one"),
               Message(role="assistant", content=first.content)]
     request = _request("two", backend=NATIVE, history=mirror, state=first.state)
@@ -364,6 +368,34 @@ async def test_missing_key_is_auth_error(
     with pytest.raises(ProviderAuthError, match="API key"):
         await provider.send(_request())
     assert provider_emulator.requests == []
+
+
+async def test_empty_key_falls_back_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch, make: Any
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-from-env-0123456789")
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    reply = await make(api_key=SecretStr("")).send(_request())  # ${GEMINI_API_KEY:-}
+    assert reply.content.startswith("echo:")
+
+
+def test_emulator_keeps_the_wire_rules(provider_emulator: ProviderEmulator) -> None:
+    import httpx
+
+    root = provider_emulator.url("gemini") + "/v1beta"
+    with httpx.Client(timeout=5) as http:
+        r = http.post(f"{root}/models/m:generateContent", json={"contents": []})
+        assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+        bad_role = {"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}
+        assert http.post(f"{root}/models/m:generateContent", json=bad_role).status_code == 400
+        first = http.post(f"{root}/interactions", json={"model": "m", "input": "a b"}).json()
+        unstored = {"model": "m", "input": "c", "previous_interaction_id": first["id"],
+                    "store": False}
+        second = http.post(f"{root}/interactions", json=unstored).json()
+        assert second["steps"][0]["content"][0]["text"] == "echo: c [earlier messages: 2]"
+        gone = {"model": "m", "input": "d", "previous_interaction_id": second["id"]}
+        r = http.post(f"{root}/interactions", json=gone)  # store=False kept nothing
+        assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
 
 
 def test_import_does_not_import_sdk() -> None:

@@ -133,7 +133,8 @@ class AnthropicProvider(Provider):
         client = self._clients.get(loop_id)
         if client is None:
             kwargs: dict[str, Any] = {
-                "api_key": api_key_value(self.config.api_key),
+                # An empty key (``${VAR:-}`` unset) means: let the SDK read its variable.
+                "api_key": api_key_value(self.config.api_key) or None,
                 "max_retries": self.config.max_retries,
                 "timeout": self.config.timeout,
             }

@@ -114,7 +114,8 @@ class GeminiProvider(Provider):
             genai = import_sdk("google.genai", "gemini")
             try:
                 client = genai.Client(
-                    api_key=api_key_value(self.config.api_key),
+                    # empty (``${VAR:-}`` unset): the SDK reads its variable
+                    api_key=api_key_value(self.config.api_key) or None,
                     http_options=self._http_options(),
                 )
             except ValueError as exc:  # no key given and none in the environment
