@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 __all__ = ["PostgresStorageConfig"]
 
@@ -17,8 +17,9 @@ class PostgresStorageConfig(BaseModel):
     """
 
     # ``schema`` is the YAML key; the attribute is ``schema_name`` because pydantic models
-    # already have a ``schema`` attribute.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # already have a ``schema`` attribute. Inputs stay out of validation errors: the DSN
+    # may carry a password.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
     type: Literal["postgres"] = "postgres"
     dsn: SecretStr
@@ -37,3 +38,12 @@ class PostgresStorageConfig(BaseModel):
     statement_timeout_ms: int = Field(default=30_000, ge=0)
     #: Seconds to wait for a TCP connection to the server.
     connect_timeout: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> PostgresStorageConfig:
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError(
+                f"pool_max_size ({self.pool_max_size}) must be >= pool_min_size "
+                f"({self.pool_min_size})"
+            )
+        return self

@@ -77,7 +77,7 @@ class PostgresSessionStorage(ISessionStorage):
                 dsn,
                 kwargs=kwargs,
                 min_size=self.config.pool_min_size,
-                max_size=max(self.config.pool_max_size, self.config.pool_min_size),
+                max_size=self.config.pool_max_size,
                 timeout=self.config.pool_timeout,
                 # A connection the server dropped while idle is replaced, not handed out.
                 check=AsyncConnectionPool.check_connection,

@@ -172,6 +172,11 @@ def test_config_validation_and_secret() -> None:
         PostgresStorageConfig.model_validate({"dsn": "x", "bogus": 1})
     with pytest.raises(ValidationError):
         PostgresStorageConfig.model_validate({"dsn": "x", "schema": 'a"; drop'})
+    with pytest.raises(ValidationError) as info:
+        PostgresStorageConfig.model_validate({"dsn": ["pw-SECRET-4"]})
+    assert "pw-SECRET-4" not in str(info.value)
+    with pytest.raises(ValidationError, match="pool_max_size"):
+        PostgresStorageConfig.model_validate({"dsn": "x", "pool_min_size": 5, "pool_max_size": 2})
 
 
 async def test_unreachable_server_names_host_not_password() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = ["RedisStorageConfig"]
 
@@ -16,7 +16,8 @@ class RedisStorageConfig(BaseModel):
     errors (they name host, port and database only).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # Inputs stay out of validation errors: the URL may carry a password.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     type: Literal["redis"] = "redis"
     url: SecretStr
@@ -28,3 +29,12 @@ class RedisStorageConfig(BaseModel):
     socket_timeout: float = Field(default=5.0, gt=0)
     socket_connect_timeout: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=50, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        # Say what is wrong without echoing the URL (it may hold a password).
+        scheme = value.get_secret_value().partition("://")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("url must start with redis://, rediss:// or unix://")
+        return value

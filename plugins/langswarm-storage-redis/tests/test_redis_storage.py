@@ -172,6 +172,9 @@ def test_config_validation_and_secret() -> None:
         RedisStorageConfig.model_validate({"url": "redis://x", "bogus": 1})
     with pytest.raises(ValidationError):
         RedisStorageConfig.model_validate({"url": "redis://x", "ttl_seconds": 0})
+    with pytest.raises(ValidationError, match="redis://") as info:
+        RedisStorageConfig.model_validate({"url": "http://:pw-SECRET-3@cache:6379"})
+    assert "pw-SECRET-3" not in str(info.value)
 
 
 async def test_unreachable_server_names_host_not_password() -> None:
