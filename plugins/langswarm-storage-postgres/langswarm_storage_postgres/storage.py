@@ -414,7 +414,10 @@ def _describe(dsn: str) -> str:
 
 def _scrub(text: str, dsn: str) -> str:
     """Remove the password (if any) from a driver message, to be safe."""
-    password = (_dsn_params(dsn) or {}).get("password")
+    params = _dsn_params(dsn)
+    if params is None:  # the driver may quote pieces of an unparsable DSN: say nothing
+        return "invalid DSN (not a libpq URL or key=value string)"
+    password = params.get("password")
     if password:
         text = text.replace(str(password), "***")
     return text

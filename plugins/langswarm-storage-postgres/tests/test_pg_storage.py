@@ -192,6 +192,14 @@ async def test_unreachable_server_names_host_not_password() -> None:
     await store.close()  # idempotent
 
 
+async def test_unparsable_dsn_is_not_echoed() -> None:
+    store = PostgresSessionStorage(dsn="host=db password=pw-SECRET-7 oops")
+    with pytest.raises(StorageError, match="invalid DSN") as info:
+        await store.open()
+    assert "pw-SECRET-7" not in str(info.value)
+    await store.close()
+
+
 def test_registered_through_the_entry_point() -> None:
     from importlib.metadata import entry_points
 
