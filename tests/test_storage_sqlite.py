@@ -337,3 +337,13 @@ async def test_wal_is_checkpointed_off_the_loop(
         raw.close()
     assert in_file >= 20
     await s.close()
+
+
+async def test_loaded_messages_behave_like_validated_ones(store: SQLiteSessionStorage) -> None:
+    await store.create_session(_rec())
+    await store.append_messages("s1", _turn(1))
+    a, b = await store.load_messages("s1")
+    a.content = "changed"  # assignment on one loaded message leaves the other alone
+    assert b.content == "a1" and a.model_fields_set == set(Message.model_fields)
+    assert a.model_copy(update={"role": "summary"}).role == "summary"
+    assert b == Message(role="assistant", content="a1", seq=2, created_at=b.created_at)
