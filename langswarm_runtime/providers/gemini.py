@@ -126,6 +126,7 @@ class GeminiProvider(Provider):
     async def close(self) -> None:
         clients, self._clients = self._clients, {}
         for client in clients.values():
+            client.close()  # the SDK also opened a sync pool; release it too
             try:
                 await client.aio.aclose()
             except RuntimeError:  # opened on a loop that is gone; nothing left to release
