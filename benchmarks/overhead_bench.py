@@ -1,0 +1,383 @@
+"""Provider overhead benchmark: what the runtime adds to a turn, per provider, as JSON.
+
+    python3 benchmarks/overhead_bench.py [--turns 300] [--warmup 30] [--providers openai,...]
+                                         [--synchronous NORMAL|FULL] [--profile PROVIDER]
+
+For each provider, side by side in one run (turns interleaved, the order flipped every
+turn so neither side always runs on a warmer cache):
+
+- ``runtime``: ``Session.send_message`` on a hybrid session from ``SessionManager``
+  (SQLite in a temp dir, default middleware: none), whose stored history was pre-filled
+  with 50 messages; ``context.max_messages: 50``, so every call sends system prompt + 50
+  messages + the new one, and every turn makes its durable writes (pending user message,
+  committed turn, session record).
+- ``raw_sdk``: the provider's official async SDK client, called directly with the same
+  shape of message list (system + the last 50 messages + the new one, kept in a Python
+  list), the way an application without the runtime would.
+
+Both talk to the same provider emulator, which runs in its own process (so its work does
+not compete with the client for the GIL) and answers at once. Per provider: median and
+p90 per-turn wall time for both sides, the difference of the medians in ms, and the ratio.
+
+``--profile openai`` runs only the runtime side of that provider under cProfile and prints
+where its time goes (cumulative, top functions), to find what the overhead is made of.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langswarm_runtime import SessionManager
+from langswarm_runtime.session.models import Message, SessionBackend
+
+PROVIDERS = ("openai", "anthropic", "gemini", "cohere", "mistral")
+MODELS = {
+    "openai": "gpt-5.5",
+    "anthropic": "claude-sonnet-5-5",
+    "gemini": "gemini-3.8-flash",
+    "cohere": "command-a-plus-05-2026",
+    "mistral": "mistral-large-latest",
+}
+KEY = "bench-dummy-key"
+SYSTEM = "You are a concise assistant."
+HISTORY = 50
+CONFIG = """\
+version: 1
+storage: {{type: sqlite, path: "{db}", synchronous: {sync}}}
+providers:
+  p:
+    type: {kind}
+    model: {model}
+    api_key: {key}
+    base_url: "{url}"
+    context: {{max_messages: {history}}}
+"""
+
+RawCall = Callable[[list[dict[str, str]], str], Awaitable[str]]
+
+
+# -- the emulator, in its own process ------------------------------------------------------
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "langswarm_runtime.testing.emulator", "--port", "0"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "provider emulator listening on http://127.0.0.1:N"
+    if "listening on " not in line:
+        proc.kill()
+        raise RuntimeError(f"emulator did not start: {line!r}")
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+# -- raw SDK clients: the baseline ---------------------------------------------------------
+
+
+def raw_client(kind: str, url: str) -> tuple[RawCall, Callable[[], Awaitable[None]]]:
+    """An idiomatic direct call for each SDK (its defaults, the same timeout and retry
+    count the runtime's entry uses), and how to close it."""
+    model = MODELS[kind]
+    if kind == "openai":
+        import openai
+
+        oa = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", timeout=60, max_retries=2)
+
+        async def call_openai(history: list[dict[str, str]], text: str) -> str:
+            items = [{"role": "system", "content": SYSTEM}, *history,
+                     {"role": "user", "content": text}]
+            response = await oa.responses.create(model=model, input=items, store=False)
+            return response.output_text
+
+        return call_openai, oa.close
+    if kind == "anthropic":
+        import anthropic
+
+        an = anthropic.AsyncAnthropic(api_key=KEY, base_url=url, timeout=60, max_retries=2)
+
+        async def call_anthropic(history: list[dict[str, str]], text: str) -> str:
+            message = await an.messages.create(
+                model=model, max_tokens=1024, system=SYSTEM,
+                messages=[*history, {"role": "user", "content": text}],  # type: ignore[list-item]
+            )
+            return "".join(b.text for b in message.content if b.type == "text")
+
+        return call_anthropic, an.close
+    if kind == "gemini":
+        from google import genai
+
+        ge = genai.Client(api_key=KEY, http_options={"base_url": url, "api_version": "v1beta",
+                                                     "timeout": 60_000})
+
+        async def call_gemini(history: list[dict[str, str]], text: str) -> str:
+            contents = [
+                {"role": "model" if m["role"] == "assistant" else "user",
+                 "parts": [{"text": m["content"]}]}
+                for m in [*history, {"role": "user", "content": text}]
+            ]
+            response = await ge.aio.models.generate_content(
+                model=model, contents=contents,  # type: ignore[arg-type]
+                config={"system_instruction": SYSTEM,
+                        "automatic_function_calling": {"disable": True}},
+            )
+            return response.text or ""
+
+        return call_gemini, ge.aio.aclose
+    if kind == "cohere":
+        import cohere
+
+        co = cohere.AsyncClientV2(api_key=KEY, base_url=url, timeout=60)
+
+        async def call_cohere(history: list[dict[str, str]], text: str) -> str:
+            response = await co.chat(
+                model=model,
+                messages=[{"role": "system", "content": SYSTEM}, *history,  # type: ignore[list-item]
+                          {"role": "user", "content": text}],
+                request_options={"max_retries": 2},
+            )
+            return "".join(c.text for c in response.message.content or [] if c.type == "text")
+
+        async def close_cohere() -> None:
+            await co._client_wrapper.httpx_client.httpx_client.aclose()
+
+        return call_cohere, close_cohere
+    if kind == "mistral":
+        from mistralai.client import Mistral
+
+        mi = Mistral(api_key=KEY, server_url=url, timeout_ms=60_000)
+
+        async def call_mistral(history: list[dict[str, str]], text: str) -> str:
+            response = await mi.chat.complete_async(
+                model=model,
+                messages=[{"role": "system", "content": SYSTEM}, *history,  # type: ignore[list-item]
+                          {"role": "user", "content": text}],
+            )
+            content = response.choices[0].message.content
+            return content if isinstance(content, str) else ""
+
+        async def close_mistral() -> None:
+            await mi.__aexit__(None, None, None)
+
+        return call_mistral, close_mistral
+    raise ValueError(f"unknown provider {kind!r}")
+
+
+def prefill() -> list[dict[str, str]]:
+    """50 alternating messages of about the size the emulator's echo replies have."""
+    out = []
+    for i in range(HISTORY // 2):
+        out.append({"role": "user", "content": f"question {i}: what about item {i}?"})
+        out.append({"role": "assistant", "content": f"echo: question {i} [earlier: {2 * i}]"})
+    return out
+
+
+# -- one provider --------------------------------------------------------------------------
+
+
+async def runtime_session(kind: str, url: str, tmp: Path, sync: str) -> tuple[Any, Any]:
+    cfg = tmp / f"{kind}.yaml"
+    cfg.write_text(CONFIG.format(db=tmp / f"{kind}.db", sync=sync, kind=kind,
+                                 model=MODELS[kind], key=KEY, url=url, history=HISTORY),
+                   encoding="utf-8")
+    manager = SessionManager.from_config(cfg)
+    session = await manager.create_session(
+        user_id="bench", provider="p", backend=SessionBackend.HYBRID, system_prompt=SYSTEM
+    )
+    await manager.storage.append_messages(
+        session.session_id, [Message(role=m["role"], content=m["content"]) for m in prefill()]
+    )
+    return manager, session
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def bench_provider(
+    kind: str, url: str, turns: int, warmup: int, sync: str, breakdown: bool = False
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="lsw-overhead-") as tmpdir:
+        manager, session = await runtime_session(kind, url, Path(tmpdir), sync)
+        call, close = raw_client(kind, url)
+        history = prefill()
+        times: dict[str, list[float]] = {"runtime": [], "raw_sdk": []}
+        cpus: dict[str, list[float]] = {"runtime": [], "raw_sdk": []}
+
+        async def run_runtime(text: str) -> tuple[float, float]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            reply = await session.send_message(text)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+            assert reply.content.startswith("echo: "), reply.content
+            return elapsed, cpu
+
+        async def run_raw(text: str) -> tuple[float, float]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            answer = await call(history[-HISTORY:], text)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+            assert answer.startswith("echo: "), answer
+            history.extend([{"role": "user", "content": text},
+                            {"role": "assistant", "content": answer}])
+            return elapsed, cpu
+
+        phases = Phases(session) if breakdown else None
+        try:
+            for i in range(warmup + turns):
+                if phases and i == warmup:
+                    phases.reset()
+                text = f"question {HISTORY // 2 + i}: what about item {i}?"
+                order = [("runtime", run_runtime), ("raw_sdk", run_raw)]
+                for side, fn in order if i % 2 == 0 else reversed(order):
+                    elapsed, cpu = await fn(text)
+                    if i >= warmup:
+                        times[side].append(elapsed)
+                        cpus[side].append(cpu)
+            stored = len(await session.get_history())
+        finally:
+            if phases:
+                phases.remove()
+            await close()
+            await manager.close()
+    assert stored == HISTORY + 2 * (warmup + turns)
+    result: dict[str, Any] = {}
+    for side, values in times.items():
+        result[side] = {"median_ms": _ms(statistics.median(values)),
+                        "p90_ms": _ms(_pct(values, 0.9)),
+                        "cpu_median_ms": _ms(statistics.median(cpus[side]))}
+    med_rt, med_raw = result["runtime"]["median_ms"], result["raw_sdk"]["median_ms"]
+    result["added_ms"] = round(med_rt - med_raw, 3)
+    result["added_p90_ms"] = round(result["runtime"]["p90_ms"] - result["raw_sdk"]["p90_ms"], 3)
+    # Turns run in pairs (runtime, raw) close in time: the median of the pairwise
+    # differences is less sensitive to load drift on a shared machine than med - med.
+    result["added_paired_median_ms"] = _ms(
+        statistics.median(a - b for a, b in zip(times["runtime"], times["raw_sdk"]))
+    )
+    result["added_cpu_ms"] = round(
+        result["runtime"]["cpu_median_ms"] - result["raw_sdk"]["cpu_median_ms"], 3
+    )
+    result["ratio"] = round(med_rt / med_raw, 3)
+    if phases:
+        result["runtime_phases_median_ms"] = phases.summary()
+    return result
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1e3, 3)
+
+
+class Phases:
+    """Wall time of each step of ``Session.send_message``, by wrapping the session's
+    step methods on this one session object (``--breakdown``; adds a few µs per step).
+
+    ``begin``: validation, outgoing middleware, durable pending record; ``context``:
+    building the request, i.e. reading and cutting the stored history; ``provider``: the
+    adapter (request mapping, SDK, HTTP, reply mapping); ``finish``: incoming middleware,
+    the atomic commit of the turn and the session record update."""
+
+    STEPS: ClassVar[dict[str, str]] = {"begin": "_begin", "context": "_build_request", "finish": "_finish"}
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.samples: dict[str, list[float]] = {}
+        for phase, attr in self.STEPS.items():
+            setattr(session, attr, self._timed(phase, getattr(session, attr)))
+        provider = session._provider
+        provider.send = self._timed("provider", provider.send)
+        self.provider = provider
+
+    def _timed(self, phase: str, fn: Callable[..., Awaitable[Any]]) -> Any:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self.samples.setdefault(phase, []).append(time.perf_counter() - t0)
+
+        return timed
+
+    def reset(self) -> None:
+        self.samples.clear()
+
+    def remove(self) -> None:
+        for attr in self.STEPS.values():
+            self.session.__dict__.pop(attr, None)
+        self.provider.__dict__.pop("send", None)
+
+    def summary(self) -> dict[str, float]:
+        return {k: _ms(statistics.median(v)) for k, v in self.samples.items()}
+
+
+async def profile_runtime(kind: str, url: str, turns: int, warmup: int, sync: str) -> str:
+    """cProfile of ``turns`` runtime turns (after ``warmup``), cumulative, top 45."""
+    with tempfile.TemporaryDirectory(prefix="lsw-overhead-") as tmpdir:
+        manager, session = await runtime_session(kind, url, Path(tmpdir), sync)
+        try:
+            for i in range(warmup):
+                await session.send_message(f"warm {i}")
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for i in range(turns):
+                await session.send_message(f"question {i}")
+            profiler.disable()
+        finally:
+            await manager.close()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+    return out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--providers", default=",".join(PROVIDERS))
+    parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
+    parser.add_argument("--profile", metavar="PROVIDER", help="cProfile the runtime side only")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each step of send_message (adds a few µs)")
+    args = parser.parse_args()
+    os.environ.setdefault("LANGSWARM_LOAD_PLUGINS", "")  # built-ins only, like the tests
+    proc, url = start_emulator()
+    try:
+        if args.profile:
+            print(asyncio.run(profile_runtime(args.profile, f"{url}/{args.profile}",
+                                              args.turns, args.warmup, args.synchronous)))
+            return
+        results = {}
+        for kind in args.providers.split(","):
+            results[kind] = asyncio.run(
+                bench_provider(kind, f"{url}/{kind}", args.turns, args.warmup,
+                               args.synchronous, args.breakdown)
+            )
+            print(f"{kind}: {json.dumps(results[kind])}", file=sys.stderr)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(json.dumps({
+        "benchmark": "provider_overhead",
+        "turns": args.turns, "warmup": args.warmup, "history": HISTORY,
+        "sqlite_synchronous": args.synchronous,
+        "python": platform.python_version(), "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
