@@ -11,6 +11,8 @@ from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageE
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
 from langswarm_runtime.session.storage.base import ISessionStorage
 from langswarm_storage_postgres.config import PostgresStorageConfig
+from langswarm_storage_postgres.dsn import describe as _describe
+from langswarm_storage_postgres.dsn import scrub as _scrub
 
 __all__ = ["PostgresSessionStorage"]
 
@@ -107,10 +109,26 @@ class PostgresSessionStorage(ISessionStorage):
 
     @contextlib.asynccontextmanager
     async def _conn(self, what: str) -> AsyncIterator[Any]:
+        import psycopg
+
         pool = await self._get_pool()
         with self._translate(what):
-            async with pool.connection() as conn:
-                yield conn
+            try:
+                async with pool.connection() as conn:
+                    yield conn
+            except psycopg.OperationalError:
+                # Connection lost or none to be had (PoolTimeout is one too). A pool that
+                # failed to reconnect backs off for seconds, so drop it: the next call
+                # connects afresh, failing fast while the server is away and succeeding
+                # as soon as it is back.
+                await self._drop_pool(pool)
+                raise
+
+    async def _drop_pool(self, pool: Any) -> None:
+        if self._pool is pool:
+            self._pool = None
+        with contextlib.suppress(Exception):  # it is broken already; closing is tidying
+            await pool.close(timeout=1.0)
 
     @contextlib.contextmanager
     def _translate(self, what: str) -> Any:
@@ -389,35 +407,3 @@ def _message_from_row(row: Sequence[Any]) -> Message:
             "metadata": metadata or {},
         }
     )
-
-
-def _dsn_params(dsn: str) -> dict[str, Any] | None:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        return conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return None
-
-
-def _describe(dsn: str) -> str:
-    """``host:port/dbname`` of a DSN, for messages: never the user or password."""
-    params = _dsn_params(dsn)
-    if params is None:  # an unparsable DSN still must not leak into the message
-        return "<unparsable dsn>"
-    host = str(params.get("host") or params.get("hostaddr") or "localhost")
-    port = str(params.get("port") or "5432")
-    dbname = params.get("dbname")
-    return f"{host}:{port}" + (f"/{dbname}" if dbname else "")
-
-
-def _scrub(text: str, dsn: str) -> str:
-    """Remove the password (if any) from a driver message, to be safe."""
-    params = _dsn_params(dsn)
-    if params is None:  # the driver may quote pieces of an unparsable DSN: say nothing
-        return "invalid DSN (not a libpq URL or key=value string)"
-    password = params.get("password")
-    if password:
-        text = text.replace(str(password), "***")
-    return text
