@@ -52,6 +52,7 @@ MODELS = {
     "gemini": "gemini-3.8-flash",
     "cohere": "command-a-plus-05-2026",
     "mistral": "mistral-large-latest",
+    "echo": "echo-1",
 }
 KEY = "bench-dummy-key"
 SYSTEM = "You are a concise assistant."
@@ -323,8 +324,54 @@ class Phases:
         return {k: _ms(statistics.median(v)) for k, v in self.samples.items()}
 
 
+async def core_turns(url: str, turns: int, warmup: int, sync: str) -> dict[str, Any]:
+    """``send_message`` on the offline echo provider: the runtime's own per-turn cost
+    (middleware, storage, context, record) with no SDK and no network in the way."""
+    with tempfile.TemporaryDirectory(prefix="lsw-overhead-") as tmpdir:
+        manager, session = await runtime_session("echo", url, Path(tmpdir), sync)
+        times: list[float] = []
+        cpus: list[float] = []
+        try:
+            for i in range(warmup + turns):
+                c0, t0 = time.process_time(), time.perf_counter()
+                await session.send_message(f"question {i}: what about item {i}?")
+                if i >= warmup:
+                    times.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
+        finally:
+            await manager.close()
+    return {"median_ms": _ms(statistics.median(times)), "p90_ms": _ms(_pct(times, 0.9)),
+            "cpu_median_ms": _ms(statistics.median(cpus))}
+
+
+def _bucket(filename: str, name: str) -> str:
+    """Which part of the stack a profiled function belongs to."""
+    if "sqlite3" in name:
+        return "sqlite3 (C calls: execute, commit, fetch)"
+    if "pydantic" in filename or "validate_python" in name or "model_copy" in name:
+        return "pydantic (model build/copy/validate)"
+    if "langswarm_runtime/session/storage" in filename:
+        return "runtime: storage module (Python side)"
+    if "langswarm_runtime/session/context" in filename:
+        return "runtime: context selection"
+    if "langswarm_runtime/session/middleware" in filename:
+        return "runtime: middleware chain"
+    if "langswarm_runtime/providers" in filename:
+        return "runtime: provider adapter"
+    if "langswarm_runtime" in filename:
+        return "runtime: session/other"
+    if "asyncio" in filename or "selectors" in filename or "epoll" in name:
+        return "asyncio event loop"
+    if "json" in filename or "json" in name:
+        return "json"
+    if "site-packages" in filename:
+        return "SDK / httpx"
+    return "other (stdlib, builtins)"
+
+
 async def profile_runtime(kind: str, url: str, turns: int, warmup: int, sync: str) -> str:
-    """cProfile of ``turns`` runtime turns (after ``warmup``), cumulative, top 45."""
+    """cProfile of ``turns`` runtime turns (after ``warmup``): self time grouped by part
+    of the stack, then the top functions by cumulative time."""
     with tempfile.TemporaryDirectory(prefix="lsw-overhead-") as tmpdir:
         manager, session = await runtime_session(kind, url, Path(tmpdir), sync)
         try:
@@ -337,8 +384,17 @@ async def profile_runtime(kind: str, url: str, turns: int, warmup: int, sync: st
             profiler.disable()
         finally:
             await manager.close()
+    stats = pstats.Stats(profiler)
+    groups: dict[str, float] = {}
+    for (filename, _line, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        groups[_bucket(filename, name)] = groups.get(_bucket(filename, name), 0.0) + row[2]
+    total = sum(groups.values())
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+    out.write(f"self time per turn by part of the stack ({kind}, {turns} turns, profiled):\n")
+    for group, secs in sorted(groups.items(), key=lambda kv: -kv[1]):
+        out.write(f"  {secs / turns * 1e3:8.3f} ms  {100 * secs / total:5.1f} %  {group}\n")
+    out.write(f"  {total / turns * 1e3:8.3f} ms  total\n\n")
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
     return out.getvalue()
 
 
@@ -366,6 +422,8 @@ def main() -> None:
                                args.synchronous, args.breakdown)
             )
             print(f"{kind}: {json.dumps(results[kind])}", file=sys.stderr)
+        core = asyncio.run(core_turns(url, args.turns, args.warmup, args.synchronous))
+        print(f"echo (runtime core): {json.dumps(core)}", file=sys.stderr)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -376,6 +434,7 @@ def main() -> None:
         "python": platform.python_version(), "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "results": results,
+        "runtime_core_echo": core,
     }, indent=2))
 
 
