@@ -89,7 +89,9 @@ def _request(
     )
 
 
-async def _streamed(provider: AnthropicProvider, request: ProviderRequest) -> tuple[str, ProviderReply]:
+async def _streamed(
+    provider: AnthropicProvider, request: ProviderRequest
+) -> tuple[str, ProviderReply]:
     deltas: list[str] = []
     final = None
     async for item in provider.stream(request):
@@ -103,7 +105,9 @@ async def _streamed(provider: AnthropicProvider, request: ProviderRequest) -> tu
     return "".join(deltas), final
 
 
-async def _turn(provider: AnthropicProvider, request: ProviderRequest, streamed: bool) -> ProviderReply:
+async def _turn(
+    provider: AnthropicProvider, request: ProviderRequest, streamed: bool
+) -> ProviderReply:
     if not streamed:
         return await provider.send(request)
     text, final = await _streamed(provider, request)
@@ -124,7 +128,9 @@ async def test_hybrid_system_separate_roles_and_usage(
     assert reply.state is None and reply.provider_message_id.startswith("msg_")
     # words seen: system 2 + history 2 + 2 + message 2; cache reads count as input too
     assert (reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.cached_tokens) == (
-        8, 6, 2,
+        8,
+        6,
+        2,
     )
     [rec] = provider_emulator.requests
     assert rec.path == PATH
@@ -158,14 +164,23 @@ async def test_native_thread_create_then_continue(
     assert second.state == {STATE_KEY: second.provider_message_id} != first.state
     create, cont = provider_emulator.requests
     assert create.json["thread"] == {"type": "create"} and create.json["system"] == "Sys."
-    assert [m["content"] for m in create.json["messages"]] == ["first question", "first answer", "one"]
-    assert cont.json["thread"] == {"type": "continue", "previous_message_id": first.provider_message_id}
+    assert [m["content"] for m in create.json["messages"]] == [
+        "first question",
+        "first answer",
+        "one",
+    ]
+    assert cont.json["thread"] == {
+        "type": "continue",
+        "previous_message_id": first.provider_message_id,
+    }
     assert cont.json["messages"] == [{"role": "user", "content": "two"}]
     assert "system" not in cont.json  # fixed when the thread was created
     assert all(THREADS_BETA in r.headers["anthropic-beta"] for r in (create, cont))
 
 
-async def test_summary_joins_the_system_prompt(make: Any, provider_emulator: ProviderEmulator) -> None:
+async def test_summary_joins_the_system_prompt(
+    make: Any, provider_emulator: ProviderEmulator
+) -> None:
     history = [Message(role="summary", content="we met"), *HISTORY]
     reply = await make().send(_request(history=history, system_prompt="Sys."))
     assert reply.content.endswith("[earlier messages: 2]")
@@ -213,8 +228,14 @@ async def test_lost_thread_is_reseeded_from_the_mirror(
         provider_emulator.forget_conversations()
     else:
         provider_emulator.inject("not_found")
-    mirror = [*HISTORY, Message(role="user", content="one"), Message(role="assistant", content=first.content)]
-    reply = await _turn(provider, _request("two", backend=NATIVE, history=mirror, state=first.state), streamed)
+    mirror = [
+        *HISTORY,
+        Message(role="user", content="one"),
+        Message(role="assistant", content=first.content),
+    ]
+    reply = await _turn(
+        provider, _request("two", backend=NATIVE, history=mirror, state=first.state), streamed
+    )
     assert reply.content == "echo: two [earlier messages: 4]"  # no error, whole mirror replayed
     assert reply.state == {STATE_KEY: reply.provider_message_id}
     lost, seeded = provider_emulator.requests[1:]
@@ -222,7 +243,9 @@ async def test_lost_thread_is_reseeded_from_the_mirror(
     assert seeded.json["thread"] == {"type": "create"} and len(seeded.json["messages"]) == 5
 
 
-async def test_thread_that_moved_on_is_reseeded(make: Any, provider_emulator: ProviderEmulator) -> None:
+async def test_thread_that_moved_on_is_reseeded(
+    make: Any, provider_emulator: ProviderEmulator
+) -> None:
     # The server kept a turn whose stream broke on our side: the old id was continued.
     provider = make()
     first = await provider.send(_request("one", backend=NATIVE))
@@ -282,7 +305,9 @@ async def test_server_errors_are_unavailable(
     assert info.value.status_code == int(kind)
 
 
-async def test_overloaded_retried_then_success(make: Any, provider_emulator: ProviderEmulator) -> None:
+async def test_overloaded_retried_then_success(
+    make: Any, provider_emulator: ProviderEmulator
+) -> None:
     provider_emulator.inject("529", retry_after=0)
     reply = await make(max_retries=2).send(_request())
     assert reply.content.startswith("echo:")
@@ -338,7 +363,8 @@ async def test_error_message_never_shows_the_key(
     # A server that echoes the key back, as some gateways do in their error text.
     shape = server._ERROR_SHAPES["anthropic"]
     server._ERROR_SHAPES["anthropic"] = lambda status, message, code: {
-        "type": "error", "error": {"type": "api_error", "message": f"bad key {KEY}"},
+        "type": "error",
+        "error": {"type": "api_error", "message": f"bad key {KEY}"},
     }
     try:
         for kind in ("500", "429"):
@@ -451,8 +477,9 @@ async def test_session_survives_restart(
     swarm: Path, provider_emulator: ProviderEmulator, backend: SessionBackend, streamed: bool
 ) -> None:
     async with SessionManager.from_config(swarm) as manager:
-        session = await manager.create_session(user_id="u", provider="claude", backend=backend,
-                                               system_prompt="Hi.")
+        session = await manager.create_session(
+            user_id="u", provider="claude", backend=backend, system_prompt="Hi."
+        )
         assert await _say(session, "one", streamed) == "echo: one [earlier messages: 0]"
         sid = session.session_id
     async with SessionManager.from_config(swarm) as manager:

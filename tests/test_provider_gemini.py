@@ -88,7 +88,9 @@ def _request(
     )
 
 
-async def _turn(provider: GeminiProvider, request: ProviderRequest, streamed: bool) -> ProviderReply:
+async def _turn(
+    provider: GeminiProvider, request: ProviderRequest, streamed: bool
+) -> ProviderReply:
     if not streamed:
         return await provider.send(request)
     deltas: list[str] = []
@@ -119,7 +121,9 @@ async def test_hybrid_roles_system_instruction_and_usage(
     assert reply.state is None and reply.provider_message_id
     # words seen: system 2 + history 2 + 2 + message 2
     assert (reply.usage.input_tokens, reply.usage.output_tokens, reply.usage.cached_tokens) == (
-        8, 6, 2,
+        8,
+        6,
+        2,
     )
     [rec] = provider_emulator.requests
     assert rec.path == (STREAM if streamed else GENERATE)
@@ -214,8 +218,11 @@ async def test_lost_interaction_is_reseeded_from_the_mirror(
         provider_emulator.forget_conversations()
     else:
         provider_emulator.inject("not_found")
-    mirror = [*HISTORY, Message(role="user", content="one"),
-              Message(role="assistant", content=first.content)]
+    mirror = [
+        *HISTORY,
+        Message(role="user", content="one"),
+        Message(role="assistant", content=first.content),
+    ]
     request = _request("two", backend=NATIVE, history=mirror, state=first.state)
     reply = await _turn(provider, request, streamed)
     assert reply.content == "echo: two [earlier messages: 4]"  # no error, mirror replayed
@@ -268,7 +275,10 @@ async def test_retry_after_wait_is_capped(make: Any, provider_emulator: Provider
 @BACKENDS
 @STREAMED
 async def test_server_errors_are_unavailable(
-    kind: str, backend: SessionBackend, streamed: bool, make: Any,
+    kind: str,
+    backend: SessionBackend,
+    streamed: bool,
+    make: Any,
     provider_emulator: ProviderEmulator,
 ) -> None:
     provider_emulator.inject(kind)
@@ -389,8 +399,12 @@ def test_emulator_keeps_the_wire_rules(provider_emulator: ProviderEmulator) -> N
         bad_role = {"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}
         assert http.post(f"{root}/models/m:generateContent", json=bad_role).status_code == 400
         first = http.post(f"{root}/interactions", json={"model": "m", "input": "a b"}).json()
-        unstored = {"model": "m", "input": "c", "previous_interaction_id": first["id"],
-                    "store": False}
+        unstored = {
+            "model": "m",
+            "input": "c",
+            "previous_interaction_id": first["id"],
+            "store": False,
+        }
         second = http.post(f"{root}/interactions", json=unstored).json()
         assert second["steps"][0]["content"][0]["text"] == "echo: c [earlier messages: 2]"
         gone = {"model": "m", "input": "d", "previous_interaction_id": second["id"]}
@@ -457,8 +471,9 @@ async def test_session_survives_restart(
     swarm: Path, provider_emulator: ProviderEmulator, backend: SessionBackend, streamed: bool
 ) -> None:
     async with SessionManager.from_config(swarm) as manager:
-        session = await manager.create_session(user_id="u", provider="gem", backend=backend,
-                                               system_prompt="Hi.")
+        session = await manager.create_session(
+            user_id="u", provider="gem", backend=backend, system_prompt="Hi."
+        )
         assert await _say(session, "one", streamed) == "echo: one [earlier messages: 0]"
         sid = session.session_id
     async with SessionManager.from_config(swarm) as manager:

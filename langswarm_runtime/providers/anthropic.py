@@ -267,15 +267,25 @@ class AnthropicProvider(Provider):
         except Exception as exc:  # noqa: BLE001 - mapped, never leaked
             raise self._map(exc) from None
 
-    def _reply(self, request: ProviderRequest, message_id: str | None, text: str,
-               usage: Usage, model: str | None, params: dict[str, Any]) -> ProviderReply:
+    def _reply(
+        self,
+        request: ProviderRequest,
+        message_id: str | None,
+        text: str,
+        usage: Usage,
+        model: str | None,
+        params: dict[str, Any],
+    ) -> ProviderReply:
         state = None
         if "thread" in params:
             if not message_id:
                 raise ProviderBadResponse("thread reply without an id", provider=self.name)
             state = {STATE_KEY: message_id}
         return ProviderReply(
-            content=text, usage=usage, provider_message_id=message_id, state=state,
+            content=text,
+            usage=usage,
+            provider_message_id=message_id,
+            state=state,
             model=model or params.get("model"),
         )
 
@@ -290,9 +300,7 @@ class AnthropicProvider(Provider):
     async def send(self, request: ProviderRequest) -> ProviderReply:
         message, params = await self._open(request, stream=False)
         try:
-            text = "".join(
-                b.text for b in message.content if getattr(b, "type", None) == "text"
-            )
+            text = "".join(b.text for b in message.content if getattr(b, "type", None) == "text")
             usage = self._usage(message.usage)
         except (AttributeError, TypeError) as exc:
             raise ProviderBadResponse(f"unusable answer: {exc}", provider=self.name) from None
@@ -310,7 +318,11 @@ class AnthropicProvider(Provider):
             async for event in events:
                 kind = getattr(event, "type", None)
                 if kind == "message_start":
-                    message_id, model, usage = event.message.id, event.message.model, event.message.usage
+                    message_id, model, usage = (
+                        event.message.id,
+                        event.message.model,
+                        event.message.usage,
+                    )
                 elif kind == "content_block_delta" and event.delta.type == "text_delta":
                     parts.append(event.delta.text)
                     yield event.delta.text
@@ -326,8 +338,11 @@ class AnthropicProvider(Provider):
             raise ProviderBadResponse("stream ended before message_stop", provider=self.name)
         total = self._usage(usage)
         if output_tokens:  # message_start carries a placeholder; message_delta the count
-            total = Usage(input_tokens=total.input_tokens, output_tokens=output_tokens,
-                          cached_tokens=total.cached_tokens)
+            total = Usage(
+                input_tokens=total.input_tokens,
+                output_tokens=output_tokens,
+                cached_tokens=total.cached_tokens,
+            )
         yield self._reply(request, message_id, "".join(parts), total, model, params)
 
 

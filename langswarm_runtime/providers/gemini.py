@@ -189,8 +189,9 @@ class GeminiProvider(Provider):
 
     def _bad_extra(self, exc: Exception) -> ConfigError:
         detail = " ".join(str(exc).split())
-        return ConfigError(f"{self.name}: option not accepted by the SDK: {detail}",
-                           key_path="extra")
+        return ConfigError(
+            f"{self.name}: option not accepted by the SDK: {detail}", key_path="extra"
+        )
 
     # -- request shaping ---------------------------------------------------------------
     def _split(
@@ -319,7 +320,8 @@ class GeminiProvider(Provider):
         return ProviderReply(
             content=text or "",
             usage=make_usage(
-                meta.prompt_token_count, meta.candidates_token_count,
+                meta.prompt_token_count,
+                meta.candidates_token_count,
                 meta.cached_content_token_count,
             ),
             provider_message_id=response.response_id,

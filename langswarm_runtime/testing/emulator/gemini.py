@@ -97,7 +97,10 @@ def generate_content(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     rid, model = new_id("resp-"), req.match["model"]
 
     def chunk(text: str, final: bool) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+        candidate: dict[str, Any] = {
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "index": 0,
+        }
         out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": rid}
         if final:
             candidate["finishReason"] = "STOP"
@@ -107,9 +110,7 @@ def generate_content(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     if req.match["method"] == "generateContent":
         return JSONResponse(chunk(reply, True))
     deltas = word_deltas(reply)
-    return SSEResponse(
-        (None, chunk(delta, i == len(deltas) - 1)) for i, delta in enumerate(deltas)
-    )
+    return SSEResponse((None, chunk(delta, i == len(deltas) - 1)) for i, delta in enumerate(deltas))
 
 
 # ------------------------------------------------------------------------- interactions
@@ -195,4 +196,6 @@ def _interaction_events(
     for delta in word_deltas(reply):
         yield ev("step.delta", index=0, delta={"type": "text", "text": delta})
     yield ev("step.stop", index=0)
-    yield ev("interaction.completed", interaction={k: v for k, v in interaction.items() if k != "steps"})
+    yield ev(
+        "interaction.completed", interaction={k: v for k, v in interaction.items() if k != "steps"}
+    )
