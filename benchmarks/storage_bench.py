@@ -219,9 +219,30 @@ async def fill(kind: str, path: str, synchronous: Any, n_messages: int) -> None:
             obj.close()
 
 
-async def median_ms(fn: Callable[[], Awaitable[float]], repeat: int) -> float:
-    await fn()  # warm the OS page cache and import paths; not timed
-    return statistics.median([await fn() for _ in range(repeat)]) * 1000
+def loader(kind: str, path: str, sync: Any, last: int | None) -> Callable[[], Awaitable[float]]:
+    """One timed resume (open + load) of session s0 for ``kind``."""
+
+    async def run() -> float:
+        if kind == "plain":
+            return plain_load(path, sync, last)
+        if kind == "langswarm":
+            return await ls_load(path, sync, last)
+        return await agents_load(path, last)
+
+    return run
+
+
+async def interleaved(
+    fns: dict[str, Callable[[], Awaitable[float]]], repeat: int
+) -> dict[str, list[float]]:
+    """Round-robin the contenders, so load from other processes hits them alike."""
+    for fn in fns.values():
+        await fn()  # warm the OS page cache; not timed
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for kind, fn in fns.items():
+            samples[kind].append(await fn())
+    return samples
 
 
 async def main() -> dict[str, Any]:
@@ -266,22 +287,17 @@ async def main() -> dict[str, Any]:
 
         resume: dict[str, Any] = {}
         for history in (1000, 10000):
-            figures: dict[str, Any] = {}
+            paths = {k: os.path.join(tmp, f"resume-{k}-{history}.db") for k in peers}
             for kind in peers:
-                path = os.path.join(tmp, f"resume-{kind}-{history}.db")
-                await fill(kind, path, sync, history)
-                for label, last, rep in (("last20_ms", 20, args.repeat),
-                                         ("full_ms", None, max(10, args.repeat // 10))):
-                    if kind == "plain":
-                        async def fn(p: str = path, n: int | None = last) -> float:
-                            return plain_load(p, sync, n)
-                    elif kind == "langswarm":
-                        async def fn(p: str = path, n: int | None = last) -> float:
-                            return await ls_load(p, sync, n)
-                    else:
-                        async def fn(p: str = path, n: int | None = last) -> float:
-                            return await agents_load(p, n)
-                    figures.setdefault(kind, {})[label] = round(await median_ms(fn, rep), 3)
+                await fill(kind, paths[kind], sync, history)
+            figures: dict[str, Any] = {k: {} for k in peers}
+            for label, last, rep in (("last20_ms", 20, args.repeat),
+                                     ("full_ms", None, max(10, args.repeat // 10))):  # fmt: skip
+                samples = await interleaved(
+                    {k: loader(k, paths[k], sync, last) for k in peers}, rep
+                )
+                for kind, values in samples.items():
+                    figures[kind][label] = round(statistics.median(values) * 1000, 3)
             ls, pl = figures["langswarm"], figures["plain"]
             ls["last20_ratio_vs_plain"] = round(ls["last20_ms"] / pl["last20_ms"], 3)
             ls["full_ratio_vs_plain"] = round(ls["full_ms"] / pl["full_ms"], 3)

@@ -33,7 +33,7 @@ from langswarm_runtime.errors import (
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
-from langswarm_runtime.session.storage.migrations import migrate
+from langswarm_runtime.session.storage.migrations import MIGRATIONS, migrate
 
 __all__ = ["SQLiteSessionStorage", "SQLiteStorageConfig"]
 
@@ -299,7 +299,6 @@ class SQLiteSessionStorage(ISessionStorage):
         if self.db_path == ":memory:":
             return False
         path = self.db_path
-        parent = os.path.dirname(os.path.abspath(path))
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -311,9 +310,8 @@ class SQLiteSessionStorage(ISessionStorage):
                 raise self._fail("it is a directory")
             if not os.access(path, os.R_OK | os.W_OK):
                 raise self._fail("the file is not readable and writable by this user")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise self._fail(f"directory {parent} is not writable (WAL needs it)")
             return False
+        parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise self._fail(f"directory {parent} does not exist")
         try:
@@ -338,16 +336,18 @@ class SQLiteSessionStorage(ISessionStorage):
         except sqlite3.Error as exc:
             raise self._fail(str(exc)) from None
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode not in ("wal", "memory"):
-                raise self._fail(f"could not enable WAL (journal_mode is {mode})")
             # wal_autocheckpoint = 0: a checkpoint copies and fsyncs up to 4 MB, too long
             # for the event loop; _write schedules one on the worker thread instead.
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.executescript(
                 f"PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; "
                 "PRAGMA wal_autocheckpoint = 0;"
             )
-            migrate(conn)
+            if mode not in ("wal", "memory"):
+                raise self._fail(f"could not enable WAL (journal_mode is {mode})")
+            # user_version mirrors the applied migrations: a header read, no table access.
+            if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+                migrate(conn)
             conn.execute("PRAGMA busy_timeout = 0")  # the loop fast path never waits
         except sqlite3.Error as exc:
             conn.close()
