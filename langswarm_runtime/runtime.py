@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from typing import Any
 
@@ -45,6 +47,10 @@ class Runtime:
         self.config = config
         self.plugins = plugins
         self._providers: dict[str, Provider] = {}
+        #: One instance per distinct middleware spec, shared by the sessions using it:
+        #: middlewares get the session on every call, and building one can be costly
+        #: (compiled patterns, open log files).
+        self._middlewares: dict[str, object] = {}
 
     @classmethod
     def from_file(
@@ -139,15 +145,20 @@ class Runtime:
     def build_middleware(self, specs: list[dict[str, Any]]) -> list[object]:
         chain = []
         for i, spec in enumerate(specs):
-            options = dict(spec)
-            type_name = options.pop("type", None)
-            if not isinstance(type_name, str):
-                raise ConfigError("middleware entry without a type", key_path=f"middleware[{i}]")
-            chain.append(
-                self.plugins.middlewares.create(
+            key = json.dumps(spec, sort_keys=True, default=str)
+            instance = self._middlewares.get(key)
+            if instance is None:
+                options = dict(spec)
+                type_name = options.pop("type", None)
+                if not isinstance(type_name, str):
+                    raise ConfigError(
+                        "middleware entry without a type", key_path=f"middleware[{i}]"
+                    )
+                instance = self.plugins.middlewares.create(
                     type_name, options, key_path=f"middleware[{i}]"
                 )
-            )
+                self._middlewares[key] = instance
+            chain.append(instance)
         return chain
 
     def validate(self) -> list[str]:
@@ -170,5 +181,12 @@ class Runtime:
 
     async def close(self) -> None:
         providers, self._providers = list(self._providers.values()), {}
+        middlewares, self._middlewares = list(self._middlewares.values()), {}
         for provider in providers:
             await provider.close()
+        for middleware in middlewares:
+            closer = getattr(middleware, "close", None)
+            if closer is not None:
+                result = closer()
+                if inspect.isawaitable(result):
+                    await result

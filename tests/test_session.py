@@ -361,3 +361,21 @@ async def test_failed_native_turn_drops_remote_state_and_reseeds_from_mirror() -
         reply = await session.send_message("next")
         assert reply.content == "echo: next [earlier messages: 2]"
         assert session.record.provider_state == {"conversation_length": 4}
+
+
+async def test_configured_middleware_is_built_once_and_closed(tmp_path: Path, db: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    cfg = write_config(
+        tmp_path,
+        f'version: 1\nstorage: {{type: sqlite, path: "{db}"}}\n'
+        f'defaults: {{provider: echo}}\nmiddleware:\n  - {{type: audit_log, path: "{log}"}}\n',
+    )
+    manager = SessionManager.from_config(cfg)
+    sessions = [await manager.create_session(user_id="u") for _ in range(3)]
+    chains = {id(s.middleware[0]) for s in sessions}
+    assert len(chains) == 1  # one audit writer shared, not one open file per session
+    await sessions[0].send_message("x")
+    audit = sessions[0].middleware[0]
+    await manager.close()
+    assert getattr(audit, "_fd", None) is None
+    assert len(log.read_text().splitlines()) == 2
