@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from langswarm_storage_postgres import PostgresSessionStorage
-from pg_tcp_proxy import TcpProxy
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from langswarm_runtime import SessionManager
 from langswarm_runtime.errors import StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.testing.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

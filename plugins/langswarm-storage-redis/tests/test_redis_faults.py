@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from langswarm_storage_redis import RedisSessionStorage
-from redis_tcp_proxy import TcpProxy
 
 from langswarm_runtime import SessionManager
 from langswarm_runtime.errors import StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.testing.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

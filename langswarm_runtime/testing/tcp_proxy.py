@@ -1,5 +1,7 @@
-"""A loopback TCP proxy the test controls: cut it to simulate a lost server, restore it
-to bring the server "back", without touching the shared server itself."""
+"""A loopback TCP proxy a test controls: cut it to simulate a lost server, restore it to
+bring the server "back", without touching the shared server itself. Storage plugin
+authors use it for their fault tests: ``from langswarm_runtime.testing.tcp_proxy import
+TcpProxy``."""
 
 from __future__ import annotations
 
