@@ -220,3 +220,18 @@ def test_interactive_chat_on_a_terminal(cfg: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         os.close(master)
+
+
+def test_rejected_message_exits_6_and_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "swarm.yaml"
+    path.write_text(
+        "version: 1\nstorage: {type: sqlite, path: chat.db}\ndefaults: {provider: echo}\n"
+        "middleware:\n  - type: validation\n    banned_patterns: ['forbidden\\w*']\n",
+        encoding="utf-8",
+    )
+    result = run("--config", str(path), "-m", "something forbiddenly odd", cwd=tmp_path)
+    assert result.returncode == 6, result.stderr
+    line = one_line_error(result)
+    assert "rejected" in line and "forbiddenly" not in line
+    rows = sqlite3.connect(tmp_path / "chat.db").execute("select count(*) from messages")
+    assert rows.fetchone() == (0,)
