@@ -282,7 +282,7 @@ async def main() -> dict[str, Any]:
                 best[kind] = min(best.get(kind, float("inf")), t)
         append = {k: {"messages_per_s": round(n_msgs / v)} for k, v in best.items()}
         append["langswarm"].update(extra)
-        append["langswarm"]["plain_over_langswarm_time"] = round(best["langswarm"] / best["plain"], 3)
+        append["langswarm"]["time_ratio_vs_plain"] = round(best["langswarm"] / best["plain"], 3)
         out["append"] = append
 
         resume: dict[str, Any] = {}
