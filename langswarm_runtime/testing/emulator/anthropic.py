@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from langswarm_runtime.testing.emulator._cache import CacheResult, Segment, prompt_cache
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -86,14 +87,55 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
 
 
-def _usage(req: EmulatorRequest, input_words: int, output_words: int) -> dict[str, Any]:
-    cached = min(req.emulator.cached_tokens, input_words)
-    # Anthropic reports cache reads apart from (not inside) input_tokens.
+def _blocks(content: Any) -> list[Any]:
+    """Content as a list of blocks without their ``cache_control`` (a marker, not part of
+    the prompt: moving it must not change the cached prefix)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list):
+        return []
+    return [
+        {k: v for k, v in b.items() if k != "cache_control"} if isinstance(b, dict) else b
+        for b in content
+    ]
+
+
+def _marked(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("cache_control") for b in content
+    )
+
+
+def _cache(req: EmulatorRequest, body: dict[str, Any]) -> CacheResult:
+    """Prompt-cache accounting of a stateless request: segments are the system blocks,
+    then the messages; breakpoints are where ``cache_control`` marks a block (a top-level
+    ``cache_control`` marks the last one)."""
+    segments: list[Segment] = []
+    marks: list[int] = []
+    system = body.get("system")
+    for block in _blocks(system):
+        segments.append(Segment(block, count_words(_text([block]))))
+        if isinstance(system, list) and _marked([system[len(segments) - 1]]):
+            marks.append(len(segments))
+    for m in body["messages"]:
+        blocks = _blocks(m.get("content"))
+        segments.append(Segment({"role": m["role"], "content": blocks}, count_words(_text(blocks))))
+        if _marked(m.get("content")):
+            marks.append(len(segments))
+    if body.get("cache_control"):
+        marks.append(len(segments))
+    return prompt_cache(req.emulator, P, str(body["model"]), segments, marks)
+
+
+def _usage(input_words: int, output_words: int, cache: CacheResult) -> dict[str, Any]:
+    read = min(cache.read, input_words)
+    written = min(cache.written, input_words - read)
+    # Anthropic reports cache reads and writes apart from (not inside) input_tokens.
     return {
-        "input_tokens": input_words - cached,
+        "input_tokens": input_words - read - written,
         "output_tokens": output_words,
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
     }
 
 
@@ -152,7 +194,11 @@ def create_message(req: EmulatorRequest) -> JSONResponse | SSEResponse:
                 "continued": False,
             }
     input_words = count_words(system, *(m["content"] for m in context))
-    usage = _usage(req, input_words, count_words(reply))
+    if body.get("thread") is None:
+        cache = _cache(req, body)
+    else:  # a thread's context is held server-side: no prompt prefix to account
+        cache = CacheResult(read=min(req.emulator.cached_tokens, input_words))
+    usage = _usage(input_words, count_words(reply), cache)
     message = {
         "id": mid,
         "type": "message",

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -53,8 +54,8 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _usage(req: EmulatorRequest, input_words: int, output_words: int) -> dict[str, Any]:
-    cached = min(req.emulator.cached_tokens, input_words)
+def _usage(input_words: int, output_words: int, cached: int) -> dict[str, Any]:
+    cached = min(cached, input_words)
     # Floats on purpose: the real API sends 12.0, and adapters must cope.
     return {
         "billed_units": {"input_tokens": float(input_words), "output_tokens": float(output_words)},
@@ -80,9 +81,9 @@ def chat(req: EmulatorRequest) -> JSONResponse | SSEResponse:
         raise EmulatorHTTPError(400, "invalid request: the last message must be from the user")
     user_text = _text(chat_msgs[-1].get("content"))
     reply = echo_reply(user_text, len(chat_msgs) - 1)
-    usage = _usage(
-        req, count_words(*(_text(m.get("content")) for m in messages)), count_words(reply)
-    )
+    segments = [Segment(m, count_words(_text(m.get("content")))) for m in messages]
+    cached = prompt_cache(req.emulator, P, str(body["model"]), segments).read
+    usage = _usage(sum(s.tokens for s in segments), count_words(reply), cached)
     reply_id = str(uuid.uuid4())
     if not body.get("stream"):
         return JSONResponse(

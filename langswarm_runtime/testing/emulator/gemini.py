@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -92,7 +93,7 @@ def generate_content(req: EmulatorRequest) -> JSONResponse | SSEResponse:
         "promptTokenCount": input_words,
         "candidatesTokenCount": output_words,
         "totalTokenCount": input_words + output_words,
-        "cachedContentTokenCount": min(req.emulator.cached_tokens, input_words),
+        "cachedContentTokenCount": min(_cached(req, body, contents), input_words),
     }
     rid, model = new_id("resp-"), req.match["model"]
 
@@ -111,6 +112,18 @@ def generate_content(req: EmulatorRequest) -> JSONResponse | SSEResponse:
         return JSONResponse(chunk(reply, True))
     deltas = word_deltas(reply)
     return SSEResponse((None, chunk(delta, i == len(deltas) - 1)) for i, delta in enumerate(deltas))
+
+
+def _cached(req: EmulatorRequest, body: dict[str, Any], contents: list[Any]) -> int:
+    """Implicit caching: the system instruction, then each content, as cacheable segments."""
+    system = body.get("systemInstruction")
+    segments = [
+        Segment(
+            {"systemInstruction": system}, count_words(_parts_text((system or {}).get("parts")))
+        )
+    ]
+    segments += [Segment(c, count_words(_parts_text(c.get("parts")))) for c in contents]
+    return prompt_cache(req.emulator, P, req.match["model"], segments).read
 
 
 # ------------------------------------------------------------------------- interactions

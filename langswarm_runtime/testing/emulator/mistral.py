@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -64,8 +65,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _usage(req: EmulatorRequest, input_words: int, output_words: int) -> dict[str, Any]:
-    cached = min(req.emulator.cached_tokens, input_words)
+def _usage(input_words: int, output_words: int, cached: int) -> dict[str, Any]:
+    cached = min(cached, input_words)
     return {
         "prompt_tokens": input_words,
         "completion_tokens": output_words,
@@ -90,9 +91,9 @@ def chat_completions(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     if not chat or chat[-1].get("role") != "user":
         raise EmulatorHTTPError(400, "the last message must have role 'user'")
     reply = echo_reply(_text(chat[-1].get("content")), len(chat) - 1)
-    usage = _usage(
-        req, count_words(*(_text(m.get("content")) for m in messages)), count_words(reply)
-    )
+    segments = [Segment(m, count_words(_text(m.get("content")))) for m in messages]
+    cached = prompt_cache(req.emulator, P, str(body["model"]), segments).read
+    usage = _usage(sum(s.tokens for s in segments), count_words(reply), cached)
     base = {"id": new_id("cmpl-"), "created": int(time.time()), "model": body["model"]}
     if not body.get("stream"):
         return JSONResponse(
@@ -166,7 +167,8 @@ def _run(req: EmulatorRequest, conv: dict[str, Any], conv_id: str) -> JSONRespon
     words = count_words(conv.get("instructions"), *(e["content"] for e in context))
     if body.get("store", True):
         conv["entries"] = context + [{"role": "assistant", "content": reply}]
-    usage = _usage(req, words, count_words(reply))
+    # Server-held context: no prompt prefix to account (a fixed count still applies).
+    usage = _usage(words, count_words(reply), req.emulator.cached_tokens)
     usage.update(connector_tokens=None, connectors=None)
     entry_id, model = new_id("msg_"), conv.get("model")
     if not body.get("stream"):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -71,8 +72,15 @@ def _turn(messages: list[dict[str, Any]], instructions: str | None) -> tuple[str
     return _text(chat[-1].get("content")), len(chat) - 1, words
 
 
-def _usage(req: EmulatorRequest, input_words: int, output_words: int) -> dict[str, Any]:
-    cached = min(req.emulator.cached_tokens, input_words)
+def _segments(instructions: Any, items: list[Any]) -> list[Segment]:
+    """The prompt as cacheable segments: the instructions, then each item as sent."""
+    segments = [Segment({"instructions": instructions}, count_words(instructions))]
+    segments += [Segment(m, count_words(_text(m.get("content")))) for m in items]
+    return segments
+
+
+def _usage(input_words: int, output_words: int, cached: int) -> dict[str, Any]:
+    cached = min(cached, input_words)
     return {
         "input_tokens": input_words,
         "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
@@ -229,7 +237,14 @@ def create_response(req: EmulatorRequest) -> JSONResponse | SSEResponse:
         if conv is not None:  # the turn becomes part of the server-side conversation
             conv["items"].extend(new)
             conv["items"].append({"type": "message", "role": "assistant", "content": reply})
-    usage = _usage(req, input_words, count_words(reply))
+    if conv_id:  # the conversation is held server-side: no prompt prefix to account
+        cached = req.emulator.cached_tokens
+    else:
+        segments = _segments(
+            instructions, body["input"] if isinstance(body["input"], list) else new
+        )
+        cached = prompt_cache(req.emulator, P, str(body["model"]), segments).read
+    usage = _usage(input_words, count_words(reply), cached)
     rid, mid = new_id("resp_"), new_id("msg_")
     if not body.get("stream"):
         return JSONResponse(_response_body(req, rid, mid, reply, usage, conv_id, "completed"))
@@ -304,7 +319,8 @@ def chat_completions(req: EmulatorRequest) -> JSONResponse | SSEResponse:
         raise EmulatorHTTPError(400, "'messages' must be a list of objects")
     user_text, earlier, input_words = _turn(messages, None)
     reply = echo_reply(user_text, earlier)
-    cached = min(req.emulator.cached_tokens, input_words)
+    segments = [Segment(m, count_words(_text(m.get("content")))) for m in messages]
+    cached = min(prompt_cache(req.emulator, P, str(body["model"]), segments).read, input_words)
     usage = {
         "prompt_tokens": input_words,
         "completion_tokens": count_words(reply),

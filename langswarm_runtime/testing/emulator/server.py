@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from langswarm_runtime.testing.emulator._cache import PrefixCache
 from langswarm_runtime.testing.emulator._wire import (
     _ERROR_SHAPES,
     _ROUTES,
@@ -91,12 +92,24 @@ class ProviderEmulator:
         client = AsyncOpenAI(base_url=emu.url("openai") + "/v1", api_key="k")
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, cached_tokens: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        cached_tokens: int = 0,
+        prompt_cache: bool = True,
+    ) -> None:
         load_provider_modules()
         self.host = host
         self._port = port
-        #: Reported as cached input tokens in every usage block (capped at the input).
+        #: When non-zero: reported as cached input tokens in every usage block (capped at
+        #: the input), instead of the prefix cache's count.
         self.cached_tokens = cached_tokens
+        #: Whether stateless routes account prompt caching (see ``_cache``): automatic
+        #: prefix caching, and Anthropic's ``cache_control`` breakpoints.
+        self.prompt_cache = prompt_cache
+        self.prefix_cache = PrefixCache()
         self.requests: list[RecordedRequest] = []
         self.lock = threading.RLock()
         self._faults: list[_Fault] = []
