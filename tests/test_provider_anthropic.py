@@ -135,10 +135,16 @@ async def test_hybrid_system_separate_roles_and_usage(
     [rec] = provider_emulator.requests
     assert rec.path == PATH
     body = rec.json
-    assert body["system"] == "Be terse."
+    # prompt_caching (default on): breakpoints on the system prompt and the last history
+    # message; tests/test_prompt_caching.py covers the caching itself
+    cc = {"type": "ephemeral"}
+    assert body["system"] == [{"type": "text", "text": "Be terse.", "cache_control": cc}]
     assert body["messages"] == [
         {"role": "user", "content": "first question"},
-        {"role": "assistant", "content": "first answer"},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "first answer", "cache_control": cc}],
+        },
         {"role": "user", "content": "hello there"},
     ]
     assert (body["model"], body["max_tokens"]) == ("claude-test", 1024)
@@ -185,7 +191,8 @@ async def test_summary_joins_the_system_prompt(
     reply = await make().send(_request(history=history, system_prompt="Sys."))
     assert reply.content.endswith("[earlier messages: 2]")
     body = provider_emulator.requests[0].json
-    assert body["system"].startswith("Sys.") and "we met" in body["system"]
+    [system] = body["system"]  # one block, marked for the prompt cache
+    assert system["text"].startswith("Sys.") and "we met" in system["text"]
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
 
 
@@ -490,7 +497,7 @@ async def test_session_survives_restart(
     if backend is NATIVE:  # the thread id came back from storage: only the new message went
         assert last["thread"]["type"] == "continue" and len(last["messages"]) == 1
     else:
-        assert last["system"] == "Hi." and len(last["messages"]) == 3
+        assert last["system"][0]["text"] == "Hi." and len(last["messages"]) == 3
 
 
 async def test_native_session_recovers_a_lost_thread_after_restart(

@@ -1,7 +1,9 @@
 """The ``anthropic`` provider: Claude through the official ``anthropic`` SDK.
 
 - HYBRID: the Messages API (``client.messages.create``) with the system prompt in
-  ``system=`` and the stored history as user/assistant turns.
+  ``system=`` and the stored history as user/assistant turns. With ``prompt_caching``
+  (on by default) the system prompt and the last history message carry ``cache_control``
+  breakpoints, so repeated turns read the history from Anthropic's prompt cache.
 - NATIVE: the beta message threads (``client.beta.messages.create(thread=...)`` with the
   ``message-threads-2026-08-12`` beta): the first turn creates a thread seeded with the
   local mirror; later turns ``continue`` from the last reply id (kept in the session's
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -71,6 +73,12 @@ class AnthropicConfig(ProviderConfig):
     model: str | None = "claude-sonnet-5-5"
     #: Sent when neither the entry nor the request sets ``max_tokens`` (the API needs one).
     default_max_tokens: int = Field(default=1024, ge=1)
+    #: Hybrid mode: mark the stable prefix (system prompt, and the history up to the last
+    #: message before the new one) with ``cache_control`` breakpoints, so each turn reads
+    #: the previous turns from Anthropic's prompt cache.
+    prompt_caching: bool = True
+    #: Lifetime of the cache entries (``5m`` or ``1h``); None: the API's default (5 min).
+    prompt_cache_ttl: Literal["5m", "1h"] | None = None
 
     @field_validator("temperature")
     @classmethod
@@ -159,7 +167,12 @@ class AnthropicProvider(Provider):
 
     # -- request shaping ---------------------------------------------------------------
     def _params(
-        self, request: ProviderRequest, history: list[Message], *, system: bool
+        self,
+        request: ProviderRequest,
+        history: list[Message],
+        *,
+        system: bool,
+        cache: bool = False,
     ) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
         notes: list[str] = [request.system_prompt] if request.system_prompt else []
@@ -176,8 +189,26 @@ class AnthropicProvider(Provider):
         }
         if system and notes:
             params["system"] = "\n\n".join(notes)
+        if cache:
+            self._mark_cache(params)
         params.update(cfg.extra)
         return params
+
+    def _mark_cache(self, params: dict[str, Any]) -> None:
+        """Put ``cache_control`` breakpoints on the system prompt and on the last message
+        before the new one. The system prompt gets its own breakpoint because it outlives
+        any window of history; the message breakpoint moves forward each turn, and the
+        API finds the previous turn's entry by looking back from it, so every turn reads
+        the earlier turns from cache and writes only the newest exchange."""
+        marker: dict[str, Any] = {"type": "ephemeral"}
+        if self.config.prompt_cache_ttl:
+            marker["ttl"] = self.config.prompt_cache_ttl
+        if isinstance(params.get("system"), str):
+            params["system"] = [{"type": "text", "text": params["system"], "cache_control": marker}]
+        messages = params["messages"]
+        if len(messages) >= 2:
+            last = messages[-2]
+            last["content"] = [{"type": "text", "text": last["content"], "cache_control": marker}]
 
     async def _native_params(self, request: ProviderRequest) -> tuple[dict[str, Any], bool]:
         """Params of a native turn and whether it continues a thread."""
@@ -254,7 +285,9 @@ class AnthropicProvider(Provider):
         if request.backend is SessionBackend.NATIVE:
             params, continuing = await self._native_params(request)
         else:
-            params, continuing = self._params(request, request.history, system=True), False
+            cache = self.config.prompt_caching
+            params = self._params(request, request.history, system=True, cache=cache)
+            continuing = False
         try:
             return await self._create(params, stream=stream), params
         except Exception as exc:  # noqa: BLE001 - mapped below, never leaked
