@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from langswarm_runtime.session.models import Message, SessionBackend, Usage
 
 __all__ = [
     "ContextConfig",
-    "ProviderConfig",
-    "ProviderRequest",
-    "ProviderReply",
     "Provider",
+    "ProviderConfig",
+    "ProviderReply",
+    "ProviderRequest",
 ]
 
 
@@ -30,6 +30,26 @@ class ContextConfig(BaseModel):
     max_messages: int | None = Field(default=200, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     strategy: str = "truncate"
+    #: ``truncate`` only. None: once full, the window slides one turn per turn (the most
+    #: context, but the prompt's first message changes every turn, which defeats the
+    #: providers' prompt caches). N: the window's start moves forward in steps of N
+    #: messages (aligned to sequence numbers), so the prompt prefix stays byte-identical
+    #: for about N/2 turns at a time, at the cost of sending up to N fewer messages than
+    #: would fit. Must be below ``max_messages``.
+    step: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _step_below_window(self) -> ContextConfig:
+        if (
+            self.step is not None
+            and self.max_messages is not None
+            and (self.step >= self.max_messages)
+        ):
+            raise ValueError(
+                f"context.step ({self.step}) must be below max_messages "
+                f"({self.max_messages}), or the window could be left empty"
+            )
+        return self
 
 
 class ProviderConfig(BaseModel):

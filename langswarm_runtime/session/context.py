@@ -7,6 +7,11 @@ not returned but always kept: its tokens are taken from ``max_tokens`` first.
 Only the tail is read: ``load_messages(last=k)`` with ``k`` doubling until the window's
 edge is found, so a 10,000-turn session costs about what its window costs.
 
+``step: N`` (truncate only) makes the window cache-friendly: once the history overflows,
+the window's start moves in steps of N messages instead of one turn per turn, so the
+prompt's prefix stays byte-identical between steps and providers' prompt caches hit
+(see ``_stepped``).
+
 Tokens are counted with the provider's own local counter when it has one
 (``count_tokens``), else estimated as ``ceil(chars / 4)``; every message adds
 ``MESSAGE_OVERHEAD`` tokens for its role and framing.
@@ -171,7 +176,7 @@ async def select_context(
     if max_tokens <= 0:
         return []
     if policy.strategy == "truncate":
-        return await _truncate(storage, session_id, counter, max_messages, max_tokens)
+        return await _truncate(storage, session_id, counter, max_messages, max_tokens, policy.step)
     assert summarize is not None
     return await _summarized(storage, session_id, counter, max_messages, max_tokens, summarize)
 
@@ -189,6 +194,7 @@ async def _truncate(
     counter: _Counter,
     max_messages: float,
     max_tokens: float,
+    step: int | None = None,
 ) -> list[Message]:
     k = _first_read(max_messages)
     while True:
@@ -199,7 +205,26 @@ async def _truncate(
             break
         assert k is not None
         k *= 2  # every loaded turn fits: older ones might too
-    return [m for turn in turns[len(turns) - n :] for m in turn.messages]
+    kept = turns[len(turns) - n :]
+    if step is not None and step > 1 and 0 < n < len(turns):
+        kept = _stepped(kept, turns[len(turns) - n - 1], step)
+    return [m for turn in kept for m in turn.messages]
+
+
+def _stepped(fitting: list[_Turn], overflow: _Turn, step: int) -> list[_Turn]:
+    """The cache-friendly window (``context.step``): of the turns that fit, those
+    starting at or after the first multiple of ``step`` (a sequence number) above the
+    newest turn that does not fit. That boundary depends only on where the overflow is,
+    rounded to ``step``, so it stays put while the history grows by about ``step / 2``
+    turns, and so does the prompt prefix; needs no state and reads nothing more."""
+    first = overflow.messages[0].seq
+    if first is None:
+        return fitting
+    boundary = (first // step + 1) * step
+    kept = [t for t in fitting if (t.messages[0].seq or 0) >= boundary]
+    # A window of huge turns (token limit) can leave nothing past the boundary: keep the
+    # newest turn rather than send no history at all.
+    return kept or fitting[-1:]
 
 
 async def _summarized(
