@@ -33,9 +33,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _common(defaults: bool) -> argparse.ArgumentParser:
+def _common(defaults: bool) -> _Parser:
     """Options accepted before and after the subcommand."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     sup = None if defaults else argparse.SUPPRESS
     p.add_argument(
         "--config",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any, Self, TypeVar
 
 from langswarm_runtime.session.manager import SessionManager
@@ -35,8 +35,8 @@ class _LoopThread:
         )
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def run(self, awaitable: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop).result()
 
     def stop(self) -> None:
         if self.loop.is_running():
@@ -129,6 +129,10 @@ class SyncSessionManager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 async def _build(*args: Any, **kwargs: Any) -> SessionManager:

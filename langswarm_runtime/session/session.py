@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langswarm_runtime.errors import (
@@ -300,7 +300,7 @@ class Session:
                 await self._fail(pending_seq, exc)
                 raise _translate(exc, self.provider) from exc
 
-    async def stream_message(self, text: str) -> AsyncIterator[str]:
+    async def stream_message(self, text: str) -> AsyncGenerator[str, None]:
         """Send one user message and yield the reply's text deltas. The whole reply is
         committed when the stream ends; a broken or abandoned stream leaves a failed turn."""
         async with self._lock:
