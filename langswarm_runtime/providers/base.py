@@ -33,9 +33,10 @@ class ContextConfig(BaseModel):
     #: ``truncate`` only. None: once full, the window slides one turn per turn (the most
     #: context, but the prompt's first message changes every turn, which defeats the
     #: providers' prompt caches). N: the window's start moves forward in steps of N
-    #: messages (aligned to sequence numbers), so the prompt prefix stays byte-identical
-    #: for about N/2 turns at a time, at the cost of sending up to N fewer messages than
-    #: would fit. Must be below ``max_messages``.
+    #: sequence numbers (a turn normally takes three: its pending record, then the
+    #: committed user message and reply), so the prompt prefix stays byte-identical for
+    #: about N/3 turns at a time, at the cost of sending up to about 2N/3 fewer messages
+    #: than would fit. Must be below ``max_messages``.
     step: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")

@@ -8,7 +8,8 @@ Only the tail is read: ``load_messages(last=k)`` with ``k`` doubling until the w
 edge is found, so a 10,000-turn session costs about what its window costs.
 
 ``step: N`` (truncate only) makes the window cache-friendly: once the history overflows,
-the window's start moves in steps of N messages instead of one turn per turn, so the
+the window's start moves in steps of N sequence numbers (about N/3 turns: a turn takes a
+pending record and the committed pair) instead of one turn per turn, so the
 prompt's prefix stays byte-identical between steps and providers' prompt caches hit
 (see ``_stepped``).
 
@@ -215,8 +216,10 @@ def _stepped(fitting: list[_Turn], overflow: _Turn, step: int) -> list[_Turn]:
     """The cache-friendly window (``context.step``): of the turns that fit, those
     starting at or after the first multiple of ``step`` (a sequence number) above the
     newest turn that does not fit. That boundary depends only on where the overflow is,
-    rounded to ``step``, so it stays put while the history grows by about ``step / 2``
-    turns, and so does the prompt prefix; needs no state and reads nothing more."""
+    rounded to ``step``, so it stays put while the sequence numbers grow by ``step``
+    (about ``step / 3`` turns), and so does the prompt prefix. Sequence numbers, not a
+    count of messages, because they are permanent: the boundary needs no state and no
+    read beyond the window."""
     first = overflow.messages[0].seq
     if first is None:
         return fitting
