@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,7 @@ async def test_anthropic_cache_ttl_option(
 
 
 def _assert_prefix_stable(name: str, calls: list[dict[str, Any]]) -> None:
-    for before, after in zip(calls, calls[1:], strict=False):
+    for before, after in pairwise(calls):
         old, new = _prompt(name, before), _prompt(name, after)
         assert new[: len(old)] == old, f"{name}: the prompt prefix changed between turns"
         assert len(new) == len(old) + 2  # the previous reply and the new message
@@ -241,9 +242,7 @@ async def test_stepped_window_keeps_the_prefix_once_full(
     assert len(runs) >= 3 and all(r == 3 for r in runs[:-1]), runs
     changes = len(runs) - 1
     # between changes the previous prompt is a byte-identical prefix of the next
-    stable = [
-        (old, new) for old, new in zip(prompts[6:], prompts[7:], strict=False) if old[1] == new[1]
-    ]
+    stable = [(old, new) for old, new in pairwise(prompts[6:]) if old[1] == new[1]]
     assert len(stable) >= 2 * changes
     for old, new in stable:
         if name != "claude":  # Anthropic's marker moves; its tests compare content
@@ -265,7 +264,7 @@ async def test_one_turn_slide_defeats_the_cache(
         replies = await _talk(session, 12)
     prompts = [_prompt("gpt", body) for body in _calls(provider_emulator, "gpt")]
     firsts = [p[1] for p in prompts[5:]]
-    assert all(a != b for a, b in zip(firsts, firsts[1:], strict=False))
+    assert all(a != b for a, b in pairwise(firsts))
     system_words = count_words(SYSTEM)
     assert all(r.usage.cached_tokens == system_words for r in replies[5:])
 
