@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from langswarm_runtime import SessionManager
 from langswarm_runtime.session.models import Message, SessionBackend
@@ -101,8 +101,8 @@ def raw_client(kind: str, url: str) -> tuple[RawCall, Callable[[], Awaitable[Non
         oa = openai.AsyncOpenAI(api_key=KEY, base_url=f"{url}/v1", timeout=60, max_retries=2)
 
         async def call_openai(history: list[dict[str, str]], text: str) -> str:
-            items = [{"role": "system", "content": SYSTEM}, *history,
-                     {"role": "user", "content": text}]
+            items: Any = [{"role": "system", "content": SYSTEM}, *history,
+                          {"role": "user", "content": text}]
             response = await oa.responses.create(model=model, input=items, store=False)
             return response.output_text
 
@@ -115,7 +115,7 @@ def raw_client(kind: str, url: str) -> tuple[RawCall, Callable[[], Awaitable[Non
         async def call_anthropic(history: list[dict[str, str]], text: str) -> str:
             message = await an.messages.create(
                 model=model, max_tokens=1024, system=SYSTEM,
-                messages=[*history, {"role": "user", "content": text}],  # type: ignore[list-item]
+                messages=cast(Any, [*history, {"role": "user", "content": text}]),
             )
             return "".join(b.text for b in message.content if b.type == "text")
 
@@ -133,7 +133,7 @@ def raw_client(kind: str, url: str) -> tuple[RawCall, Callable[[], Awaitable[Non
                 for m in [*history, {"role": "user", "content": text}]
             ]
             response = await ge.aio.models.generate_content(
-                model=model, contents=contents,  # type: ignore[arg-type]
+                model=model, contents=cast(Any, contents),
                 config={"system_instruction": SYSTEM,
                         "automatic_function_calling": {"disable": True}},
             )
@@ -148,8 +148,8 @@ def raw_client(kind: str, url: str) -> tuple[RawCall, Callable[[], Awaitable[Non
         async def call_cohere(history: list[dict[str, str]], text: str) -> str:
             response = await co.chat(
                 model=model,
-                messages=[{"role": "system", "content": SYSTEM}, *history,  # type: ignore[list-item]
-                          {"role": "user", "content": text}],
+                messages=cast(Any, [{"role": "system", "content": SYSTEM}, *history,
+                                    {"role": "user", "content": text}]),
                 request_options={"max_retries": 2},
             )
             return "".join(c.text for c in response.message.content or [] if c.type == "text")
@@ -166,14 +166,15 @@ def raw_client(kind: str, url: str) -> tuple[RawCall, Callable[[], Awaitable[Non
         async def call_mistral(history: list[dict[str, str]], text: str) -> str:
             response = await mi.chat.complete_async(
                 model=model,
-                messages=[{"role": "system", "content": SYSTEM}, *history,  # type: ignore[list-item]
-                          {"role": "user", "content": text}],
+                messages=cast(Any, [{"role": "system", "content": SYSTEM}, *history,
+                                    {"role": "user", "content": text}]),
             )
-            content = response.choices[0].message.content
+            message = response.choices[0].message
+            content = message.content if message is not None else None
             return content if isinstance(content, str) else ""
 
         async def close_mistral() -> None:
-            await mi.__aexit__(None, None, None)
+            await mi.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
 
         return call_mistral, close_mistral
     raise ValueError(f"unknown provider {kind!r}")
@@ -201,7 +202,7 @@ async def runtime_session(kind: str, url: str, tmp: Path, sync: str) -> tuple[An
         user_id="bench", provider="p", backend=SessionBackend.HYBRID, system_prompt=SYSTEM
     )
     await manager.storage.append_messages(
-        session.session_id, [Message(role=m["role"], content=m["content"]) for m in prefill()]
+        session.session_id, [Message(role=cast(Any, m["role"]), content=m["content"]) for m in prefill()]
     )
     return manager, session
 

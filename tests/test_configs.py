@@ -124,12 +124,14 @@ def test_config_loads(path: Path, tmp_path: Path) -> None:
     assert SECRET not in shown  # keys are SecretStr, masked wherever config is shown
     for name, block in config.providers.items():
         raw = _raw(path)["providers"][name] or {}
+        options: Any = block.options
         if "api_key" in raw:
-            assert block.options.api_key is not None or _refs(raw["api_key"])
+            assert options.api_key is not None or _refs(raw["api_key"])
         if re.fullmatch(r"\$\{\w+:-\}", str(raw.get("base_url"))):
-            assert block.options.base_url is None  # unset: the SDK's default host
+            assert options.base_url is None  # unset: the SDK's default host
     if _raw(path).get("storage", {}).get("type") == "sqlite":
-        assert config.storage.options.path == env["LANGSWARM_DB"]
+        storage: Any = config.storage.options
+        assert storage.path == env["LANGSWARM_DB"]
 
 
 @pytest.mark.parametrize("path", PROVIDER_CONFIGS, ids=lambda p: p.name)
@@ -194,8 +196,9 @@ async def test_provider_config_turns_across_restart(
         assert await _say(session, "two", streamed) == "echo: two [earlier messages: 2]"
 
     async with SessionManager.from_config(path, environ=env) as manager:  # the "restart"
-        session = await manager.get_session(sid, user_id="u1")
-        assert session is not None
+        resumed = await manager.get_session(sid, user_id="u1")
+        assert resumed is not None
+        session = resumed
         assert await _say(session, "three", streamed) == "echo: three [earlier messages: 4]"
         history = await session.get_history()
         assert [m.role for m in history] == ["user", "assistant"] * 3
@@ -230,9 +233,9 @@ async def test_multi_provider_entries_switch_and_middleware(
             assert text == f"echo: turn {i} [earlier messages: {2 * i}]", entry
 
     async with SessionManager.from_config(path, environ=env) as manager:
-        session = await manager.get_session(sid, user_id="u1")
-        assert session is not None and session.provider == entries[-1]  # switch persisted
-        history = await session.get_history()
+        resumed = await manager.get_session(sid, user_id="u1")
+        assert resumed is not None and resumed.provider == entries[-1]  # switch persisted
+        history = await resumed.get_history()
         assert len(history) == 2 * (len(entries) + 1)
 
     providers_hit = {r.provider for r in provider_emulator.requests}
@@ -255,10 +258,10 @@ async def test_default_swarm_yaml_turns_across_restart(tmp_path: Path) -> None:
         first = await session.send_message("hello")
         sid = session.session_id
     async with SessionManager.from_config(path, environ=env) as manager:
-        session = await manager.get_session(sid, user_id="carol")
-        assert session is not None
-        second = "".join([d async for d in session.stream_message("again")])
-        history = await session.get_history()
+        resumed = await manager.get_session(sid, user_id="carol")
+        assert resumed is not None
+        second = "".join([d async for d in resumed.stream_message("again")])
+        history = await resumed.get_history()
     assert first.content and second
     assert [m.content for m in history] == ["hello", first.content, "again", second]
     assert (tmp_path / "sessions.db").is_file()
