@@ -76,7 +76,8 @@ def hyperfine(cmd: list[str], env: dict[str, str], cwd: Path, runs: int) -> dict
 
 
 def heaviest_imports(env: dict[str, str], cwd: Path, top: int = 12) -> list[dict[str, Any]]:
-    """Top-level packages by cumulative import time in one ``-m hi`` run."""
+    """Top-level packages by import time in one ``-m hi`` run: the self time of every
+    module, summed per top-level package (so pydantic counts once, whoever imports it)."""
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "langswarm_runtime.cli", "-m", "hi"],
         env=env, cwd=cwd, capture_output=True, text=True, check=True,
@@ -86,17 +87,17 @@ def heaviest_imports(env: dict[str, str], cwd: Path, top: int = 12) -> list[dict
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line or "cumulative" in line:
             continue
-        _, cumulative, raw = line.split("|")
+        head, _cumulative, raw = line.split("|")
         name = raw.strip()
         imported.add(name)
-        if len(raw) - len(raw.lstrip()) <= 1:  # depth 0: imported by the CLI itself
-            top_name = name.split(".")[0]
-            by_package[top_name] = by_package.get(top_name, 0) + int(cumulative)
+        top_name = name.split(".")[0]
+        self_us = int(head.rsplit(":", 1)[1])
+        by_package[top_name] = by_package.get(top_name, 0) + self_us
     leaked = [s for s in SDKS if s in imported]
     if leaked:
         raise RuntimeError(f"start-up imported provider SDKs: {leaked}")
     ranked = sorted(by_package.items(), key=lambda kv: -kv[1])[:top]
-    return [{"package": k, "cumulative_ms": round(v / 1000, 1)} for k, v in ranked]
+    return [{"package": k, "self_ms": round(v / 1000, 1)} for k, v in ranked]
 
 
 def main() -> None:
