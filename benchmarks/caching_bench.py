@@ -140,8 +140,10 @@ async def main_async(args: Any) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     rows = [
-        "| provider | window | input | read from cache | cache writes | billed off | "
-        "billed on | on/off |",
+        (
+            "| provider | window | input | read from cache | cache writes | billed off | "
+            "billed on | on/off |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for provider, runs in report["results"].items():
