@@ -27,6 +27,7 @@ from langswarm_runtime.session.models import (
     SessionRecord,
     Usage,
 )
+from langswarm_runtime.session.tailcache import TailCache
 
 if TYPE_CHECKING:
     from langswarm_runtime.session.storage.base import ISessionStorage
@@ -67,6 +68,7 @@ class Session:
         self._max_bytes = max_message_bytes
         self._resolve_provider = resolve_provider
         self._lock = asyncio.Lock()
+        self._tail = TailCache(storage, record.session_id)
 
     # -- attributes users see -------------------------------------------------------
     @property
@@ -189,8 +191,9 @@ class Session:
         conversation from the local mirror)."""
         from langswarm_runtime.session.context import select_context
 
+        await self._tail.refresh()
         return await select_context(
-            self._storage,
+            self._tail,  # type: ignore[arg-type]  # storage-shaped read-through cache
             self.session_id,
             self._context,
             system_prompt=self._record.system_prompt,

@@ -575,7 +575,17 @@ class SQLiteSessionStorage(ISessionStorage):
         def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
-        rows = await self._call(op, worker=last is None or last > _LOOP_ROW_LIMIT)
+        if last is None and after_seq is not None:
+            # Usually a handful of new rows (a session's tail cache catching up): try on
+            # the loop with a bound, and go to a worker only when the answer is long.
+            def head(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+                return conn.execute(f"{sql} LIMIT {_LOOP_ROW_LIMIT + 1}", params).fetchall()
+
+            rows = await self._call(head)
+            if len(rows) > _LOOP_ROW_LIMIT:
+                rows = await self._call(op, worker=True)
+        else:
+            rows = await self._call(op, worker=last is None or last > _LOOP_ROW_LIMIT)
         if last is not None:
             rows.reverse()
         return _rows_to_messages(rows)
