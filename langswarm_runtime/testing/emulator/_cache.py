@@ -134,5 +134,6 @@ def prompt_cache(
         return CacheResult(read=min(emulator.cached_tokens, total))
     if not emulator.prompt_cache:
         return CacheResult()
+    cache: PrefixCache = emulator.prefix_cache
     with emulator.lock:
-        return emulator.prefix_cache.lookup(provider, model, segments, breakpoints)
+        return cache.lookup(provider, model, segments, breakpoints)

@@ -9,6 +9,11 @@ response's ``id``; ``{"type": "continue", "previous_message_id": id}`` sends onl
 turn. Each response can be continued once, and a ``continue`` may not repeat ``system``,
 as on the real API. A key starting with ``invalid`` is refused with 401, so adapters can
 test their auth error mapping.
+
+Prompt caching (stateless requests): ``cache_control`` breakpoints on system or message
+blocks write the prefix up to them; later requests read the longest written prefix
+(see ``_cache``) and report ``cache_read_input_tokens`` / ``cache_creation_input_tokens``
+apart from ``input_tokens``, as the real API does.
 """
 
 from __future__ import annotations
