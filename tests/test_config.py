@@ -269,7 +269,7 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
          "providers.local.tempurature", "unknown key 'tempurature' (allowed: api_key,"),
         ("providers:\n  local:\n    type: echo\n    context: {max_mesages: 3}\n", 4,
          "providers.local.context.max_mesages",
-         "unknown key 'max_mesages' (allowed: max_messages, max_tokens, strategy)"),
+         "unknown key 'max_mesages' (allowed: max_messages, max_tokens, step, strategy)"),
         ("storage:\n  type: redis\n", 2, "storage.type",
          ("unknown storage type 'redis'; known: memory, sqlite; to use 'redis':"
          " pip install langswarm-storage-redis")),
