@@ -256,19 +256,25 @@ class Session:
         committed_user = user.model_copy(
             update={"status": MessageStatus.COMMITTED, "seq": None, "created_at": time.time()}
         )
+        state = dict(reply.state) if reply.state is not None else None
+        # The record update (usage totals, provider state) rides in the commit's own
+        # atomic write: no second transaction, and no version conflict to retry, since
+        # the storage adds the usage to whatever totals it holds.
         _, stored = await self._storage.commit_turn(
-            self.session_id, pending_seq, [committed_user, answer]
+            self.session_id, pending_seq, [committed_user, answer],
+            usage=reply.usage, provider_state=state,
         )
-        await self._update_record(reply)
+        record = self._record
+        update: dict[str, Any] = {
+            "usage": record.usage + reply.usage,
+            "updated_at": time.time(),
+            "version": record.version + 1,
+        }
+        if state is not None:
+            update["provider_state"] = state
+        # Shallow copy: the old record is dropped, and ``record`` hands out deep copies.
+        self._record = record.model_copy(update=update)
         return stored
-
-    async def _update_record(self, reply: ProviderReply) -> None:
-        def change(record: SessionRecord) -> None:
-            record.usage = record.usage + reply.usage
-            if reply.state is not None:
-                record.provider_state = dict(reply.state)
-
-        await self._save(change)
 
     async def _save(self, change: Callable[[SessionRecord], None]) -> None:
         """Apply ``change`` to the record and save it; when another process saved first,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -316,6 +317,93 @@ class StorageConformance:
         assert len(await storage.load_messages(sid)) == 10
 
     @pytest.mark.asyncio
+    async def test_commit_turn_updates_record(self, storage: ISessionStorage) -> None:
+        rec = make_record(provider_state={"old": 1}, usage=Usage(input_tokens=1),
+                          metadata={"keep": [1, "ü"]}, updated_at=1000.0)  # fmt: skip
+        await storage.create_session(rec)
+        sid = rec.session_id
+        await storage.commit_turn(sid, None, _turn("0"))  # no record fields: untouched
+        assert_records_equal(await storage.load_session(sid), rec)
+        before = time.time()
+        for i in range(1, 4):
+            pending = await storage.append_messages(
+                sid, [Message(role="user", content="q", status=P)]
+            )
+            turn = await storage.commit_turn(
+                sid, pending[0].seq, _turn(str(i)),
+                usage=Usage(input_tokens=10 * i, output_tokens=i, cached_tokens=2),
+                provider_state={"conversation_id": f"c{i}", "nested": {"n": [i, 0.5]}}
+                if i < 3 else None,
+            )  # fmt: skip
+            assert [m.content for m in turn] == [f"q {i}", f"a {i}"]
+        got = await storage.load_session(sid)
+        assert got is not None
+        assert got.usage == Usage(input_tokens=61, output_tokens=6, cached_tokens=6)
+        # Replaced by turn 2's state; turn 3 passed none, so it stayed.
+        assert got.provider_state == {"conversation_id": "c2", "nested": {"n": [2, 0.5]}}
+        assert got.version == rec.version + 3
+        assert got.updated_at >= before - 1
+        assert (got.metadata, got.provider, got.user_id) == (rec.metadata, "echo", rec.user_id)
+        stale = rec.model_copy(deep=True)  # saw the record before the commits
+        with pytest.raises(ConcurrencyError):
+            await storage.save_session(stale)
+        await storage.save_session(got)  # the fresh copy saves
+        _check_turns(await storage.load_messages(sid, statuses=[C]), 4)
+        listed = await storage.list_sessions(user_id=rec.user_id)
+        assert [r.session_id for r in listed] == [sid]
+        assert listed[0].usage == got.usage
+
+    @pytest.mark.asyncio
+    async def test_commit_turn_record_update_unknown_session(
+        self, storage: ISessionStorage
+    ) -> None:
+        with pytest.raises(SessionNotFound):
+            await storage.commit_turn(_uid("none"), None, _turn("x"), usage=Usage(input_tokens=1))
+        with pytest.raises(SessionNotFound):
+            await storage.commit_turn(_uid("none"), None, [], provider_state={"a": 1})
+        rec = make_record()
+        await storage.create_session(rec)
+        # An empty turn with a record update is still a record update.
+        assert await storage.commit_turn(rec.session_id, None, [], usage=Usage(
+            output_tokens=3)) == []  # fmt: skip
+        got = await storage.load_session(rec.session_id)
+        assert got is not None and got.usage == Usage(output_tokens=3)
+        assert got.version == rec.version + 1
+        assert await storage.load_messages(rec.session_id) == []
+
+    @pytest.mark.asyncio
+    async def test_concurrent_commits_add_up(
+        self, storage: ISessionStorage, other: ISessionStorage
+    ) -> None:
+        rec = make_record(usage=Usage(input_tokens=5))
+        await storage.create_session(rec)
+        sid = rec.session_id
+
+        async def writer(store: ISessionStorage, w: int) -> None:
+            for i in range(15):
+                (pending,) = await store.append_messages(
+                    sid, [Message(role="user", content="q", status=P)]
+                )
+                await store.commit_turn(
+                    sid, pending.seq, _turn(f"{w}.{i}"),
+                    usage=Usage(input_tokens=1, output_tokens=w + 1, cached_tokens=i),
+                    provider_state={"writer": w, "turn": i},
+                )  # fmt: skip
+
+        await asyncio.gather(writer(storage, 0), writer(other, 1), writer(storage, 2),
+                             writer(other, 3))  # fmt: skip
+        for store in (storage, other):
+            got = await store.load_session(sid)
+            assert got is not None
+            assert got.usage == Usage(
+                input_tokens=5 + 60, output_tokens=15 * (1 + 2 + 3 + 4),
+                cached_tokens=4 * sum(range(15)),
+            )  # fmt: skip
+            assert got.version == rec.version + 60
+            assert got.provider_state["writer"] in (0, 1, 2, 3)
+        _check_turns(await other.load_messages(sid), 60)
+
+    @pytest.mark.asyncio
     async def test_concurrent_appends_in_tasks(self, storage: ISessionStorage) -> None:
         rec = make_record()
         await storage.create_session(rec)
@@ -479,14 +567,30 @@ class StorageStateMachine(RuleBasedStateMachine):
         self.messages[sid] = [m.model_copy(update={"status": status}) if m.seq == target.seq
                               else m for m in self.messages[sid]]  # fmt: skip
 
-    @rule(sid=sessions, data=st.data())
-    def commit(self, sid: str, data: st.DataObject) -> None:
+    @rule(sid=sessions, data=st.data(),
+          usage=st.none() | st.builds(Usage, input_tokens=st.integers(0, 99),
+                                      output_tokens=st.integers(0, 99)),
+          state=st.none() | st.dictionaries(st.sampled_from("ab"), st.integers(0, 9)))
+    def commit(self, sid: str, data: st.DataObject, usage: Usage | None,
+               state: dict[str, int] | None) -> None:  # fmt: skip
         open_ = [m.seq for m in self.messages[sid] if m.status != C]
         pseq = data.draw(st.sampled_from([None, *open_]))
         sent = _turn("t")
-        stored = self.run(self.store.commit_turn(sid, pseq, sent))
+        stored = self.run(self.store.commit_turn(sid, pseq, sent, usage=usage,
+                                                 provider_state=state))  # fmt: skip
         self.messages[sid] = [m for m in self.messages[sid] if m.seq != pseq]
         self._appended(sid, stored, sent)
+        if usage is None and state is None:
+            return
+        rec = self.records[sid].model_copy(deep=True)
+        rec.usage = rec.usage + (usage or Usage())
+        if state is not None:
+            rec.provider_state = state
+        rec.version += 1
+        got = self.run(self.store.load_session(sid))
+        assert got is not None and got.updated_at > rec.updated_at
+        rec.updated_at = got.updated_at  # "now" is the store's; the rest must match
+        self.records[sid] = rec
 
     @rule(sid=sessions, stale=st.booleans())
     def save(self, sid: str, stale: bool) -> None:

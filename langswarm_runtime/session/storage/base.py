@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
-from typing import Self
+from typing import Any, Self
 
-from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 
 __all__ = ["ISessionStorage"]
 
@@ -27,6 +27,13 @@ class ISessionStorage(ABC):
     - ``save_session`` is version-checked: it raises ``ConcurrencyError`` unless the
       stored version equals ``record.version``; on success it stores and sets
       ``record.version += 1``.
+    - ``commit_turn`` with ``usage`` and/or ``provider_state`` also updates the session
+      record in the same atomic write, without a version check: ``usage`` is added to
+      the record's usage totals (so concurrent commits from any number of writers add
+      up exactly), ``provider_state`` (when not None) replaces the record's,
+      ``updated_at`` is set to now and the stored ``version`` is bumped by one (a reader
+      holding an older copy then gets ``ConcurrencyError`` on ``save_session``). Without
+      either, the record is left alone. This saves the turn a separate record write.
     - ``delete_session`` removes the record and its messages; returns whether it existed.
     - ``list_sessions`` returns newest-updated first; ``cursor`` is the ``session_id`` of
       the last record of the previous page.
@@ -86,11 +93,19 @@ class ISessionStorage(ABC):
 
     @abstractmethod
     async def commit_turn(
-        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+        self,
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
         """Atomically remove the pending placeholder ``pending_seq`` (whatever its status
         now; absent is fine) and append ``messages`` (the turn's user message and reply,
-        so they get adjacent seqs). Returns the appended messages with seqs."""
+        so they get adjacent seqs); with ``usage``/``provider_state``, update the session
+        record in the same write (see the class docstring). Returns the appended
+        messages with seqs."""
 
     @abstractmethod
     async def close(self) -> None:

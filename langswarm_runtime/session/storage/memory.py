@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.hookspecs import hookimpl
-from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
 
 __all__ = ["MemorySessionStorage"]
@@ -175,9 +178,17 @@ class MemorySessionStorage(ISessionStorage):
             ]
 
     async def commit_turn(
-        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+        self,
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``."""
+        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``;
+        with ``usage``/``provider_state``, update the record too (one locked step)."""
+        state = copy.deepcopy(provider_state) if provider_state is not None else None
         with self._lock:
             self._check_open()
             entry = self._sessions.get(session_id)
@@ -189,7 +200,20 @@ class MemorySessionStorage(ISessionStorage):
                     for m in entry.messages
                     if m.seq != pending_seq or m.status == MessageStatus.COMMITTED
                 ]
-            return self._append_locked(entry, messages)
+            stored = self._append_locked(entry, messages)
+            if usage is not None or state is not None:
+                record = entry.record
+                update: dict[str, Any] = {
+                    "updated_at": time.time(),
+                    "version": record.version + 1,
+                }
+                if usage is not None:
+                    update["usage"] = record.usage + usage
+                if state is not None:
+                    update["provider_state"] = state
+                # Shallow: the stored record is never handed out without a deep copy.
+                entry.record = record.model_copy(update=update)
+            return stored
 
     async def close(self) -> None:
         """Drop everything; idempotent."""

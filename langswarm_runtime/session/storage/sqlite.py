@@ -18,6 +18,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -59,10 +60,21 @@ _INSERT_MESSAGE = (
 )
 _MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?"
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE session_id = ?"
+#: commit_turn's record update: usage totals added in SQL (not read-modify-write in
+#: Python), so concurrent writers add up exactly; a NULL state keeps the stored one.
+_UPDATE_RECORD = (
+    "UPDATE sessions SET usage = json_object("
+    "'input_tokens', COALESCE(json_extract(usage, '$.input_tokens'), 0) + ?, "
+    "'output_tokens', COALESCE(json_extract(usage, '$.output_tokens'), 0) + ?, "
+    "'cached_tokens', COALESCE(json_extract(usage, '$.cached_tokens'), 0) + ?), "
+    "provider_state = COALESCE(?, provider_state), updated_at = ?, version = version + 1 "
+    "WHERE session_id = ?"
+)
 _SQLITE_CONSTRAINT_FOREIGNKEY = 787
 _STATUS = {s.value: s for s in MessageStatus}
 _MESSAGE_FIELDS = frozenset(Message.model_fields)
 _ALL_FIELDS_SET = set(_MESSAGE_FIELDS)
+_NO_USAGE = Usage()
 _new = object.__new__
 _setattr = object.__setattr__
 
@@ -196,8 +208,11 @@ def _write_turn(
     session_id: str,
     pending_seq: int | None,
     params: list[tuple[Any, ...]],
+    record_update: tuple[Any, ...] | None = None,
 ) -> int:
-    """One transaction: allocate seqs, drop the placeholder, insert. Returns first seq.
+    """One transaction: allocate seqs, drop the placeholder, insert, and update the
+    session record (``_UPDATE_RECORD`` parameters but the session id) when asked.
+    Returns the first seq.
 
     Seqs continue from the session's highest seq, read from the end of the
     (session_id, seq) index under the write lock. The placeholder is dropped after that
@@ -220,7 +235,12 @@ def _write_turn(
                 _INSERT_MESSAGE,
                 [(session_id, first + i, *p) for i, p in enumerate(params)],
             )
-        elif not conn.execute(_SESSION_EXISTS, (session_id,)).fetchone():
+        elif record_update is None and not conn.execute(_SESSION_EXISTS, (session_id,)).fetchone():
+            raise SessionNotFound(f"session not found: {session_id}")
+        if (
+            record_update is not None
+            and conn.execute(_UPDATE_RECORD, (*record_update, session_id)).rowcount != 1
+        ):
             raise SessionNotFound(f"session not found: {session_id}")
         conn.execute("COMMIT")
     except sqlite3.IntegrityError as exc:
@@ -519,17 +539,33 @@ class SQLiteSessionStorage(ISessionStorage):
         return await self._write(session_id, None, messages)
 
     async def commit_turn(
-        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+        self,
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``,
-        in one transaction."""
-        return await self._write(session_id, pending_seq, messages)
+        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``
+        and, with ``usage``/``provider_state``, update the record: one transaction."""
+        record_update = None
+        if usage is not None or provider_state is not None:
+            u = usage or _NO_USAGE
+            state = _dumps(provider_state) if provider_state is not None else None
+            record_update = (u.input_tokens, u.output_tokens, u.cached_tokens, state,
+                             time.time())  # fmt: skip
+        return await self._write(session_id, pending_seq, messages, record_update)
 
     async def _write(
-        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+        self,
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+        record_update: tuple[Any, ...] | None = None,
     ) -> list[Message]:
         params = [_message_params(m) for m in messages]
-        first = await self._call(_write_turn, session_id, pending_seq, params)
+        first = await self._call(_write_turn, session_id, pending_seq, params, record_update)
         self._writes += 1
         if self._writes >= _CHECKPOINT_EVERY and not self._checkpointing:
             self._writes = 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
-from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
 from langswarm_storage_postgres.config import PostgresStorageConfig
 from langswarm_storage_postgres.dsn import describe as _describe
@@ -20,6 +21,24 @@ _RECORD_COLUMNS = "record, version"
 _MESSAGE_COLUMNS = (
     "seq, role, content, status, usage, provider_message_id, created_at, metadata"
 )
+#: commit_turn's record update, folded into the statement that takes the seq counter:
+#: usage added to the stored totals in SQL (concurrent writers add up exactly), state
+#: replaced unless NULL, updated_at set, version bumped.
+_TAKE_SEQS_AND_UPDATE = (
+    "UPDATE {s}.sessions SET next_seq = next_seq + %s, version = version + 1, "
+    "updated_at = %s, record = record || jsonb_build_object("
+    "'usage', jsonb_build_object("
+    "'input_tokens', COALESCE((record->'usage'->>'input_tokens')::bigint, 0) + %s, "
+    "'output_tokens', COALESCE((record->'usage'->>'output_tokens')::bigint, 0) + %s, "
+    "'cached_tokens', COALESCE((record->'usage'->>'cached_tokens')::bigint, 0) + %s), "
+    "'updated_at', %s::double precision, "
+    "'provider_state', COALESCE(%s::jsonb, record->'provider_state')) "
+    "WHERE session_id = %s RETURNING next_seq"
+)
+_TAKE_SEQS = (
+    "UPDATE {s}.sessions SET next_seq = next_seq + %s WHERE session_id = %s RETURNING next_seq"
+)
+_NO_USAGE = Usage()
 
 
 class PostgresSessionStorage(ISessionStorage):
@@ -283,9 +302,21 @@ class PostgresSessionStorage(ISessionStorage):
         return await self._append(session_id, None, messages, "append_messages")
 
     async def commit_turn(
-        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+        self,
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        return await self._append(session_id, pending_seq, messages, "commit_turn")
+        """Remove the placeholder, append ``messages`` and, with ``usage`` /
+        ``provider_state``, update the record: one transaction."""
+        return await self._append(
+            session_id, pending_seq, messages, "commit_turn",
+            record_update=usage is not None or provider_state is not None,
+            usage=usage or _NO_USAGE, provider_state=provider_state,
+        )  # fmt: skip
 
     async def _append(
         self,
@@ -293,19 +324,26 @@ class PostgresSessionStorage(ISessionStorage):
         pending_seq: int | None,
         messages: Sequence[Message],
         what: str,
+        *,
+        record_update: bool = False,
+        usage: Usage = _NO_USAGE,
+        provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
         from psycopg.types.json import Jsonb
 
+        if record_update:
+            now = time.time()
+            state = None if provider_state is None else Jsonb(provider_state)
+            take: tuple[str, tuple[Any, ...]] = (_TAKE_SEQS_AND_UPDATE, (
+                len(messages), now, usage.input_tokens, usage.output_tokens,
+                usage.cached_tokens, now, state, session_id,
+            ))  # fmt: skip
+        else:
+            take = (_TAKE_SEQS, (len(messages), session_id))
         async with self._conn(what) as conn, conn.transaction():
             # Taking the counter locks the session row until commit, so writers on any
             # host get disjoint, increasing seq ranges and commit in seq order.
-            cur = await conn.execute(
-                self._t(
-                    "UPDATE {s}.sessions SET next_seq = next_seq + %s "
-                    "WHERE session_id = %s RETURNING next_seq"
-                ),
-                (len(messages), session_id),
-            )
+            cur = await conn.execute(self._t(take[0]), take[1])
             row = await cur.fetchone()
             if row is None:
                 raise SessionNotFound(f"session {session_id!r} not found")
