@@ -287,8 +287,9 @@ async def test_same_history_gives_identical_requests(
         assert len(calls) == 6
         for a, b in zip(calls[:3], calls[3:], strict=True):
             assert _prompt(name, a) == _prompt(name, b)
-            if name != "gemini":  # the Gemini model is in the URL, the rest is the body
-                assert json.dumps(a) == json.dumps(b)
+            # apart from OpenAI's per-session prompt_cache_key, the bodies are identical
+            a.pop("prompt_cache_key", None), b.pop("prompt_cache_key", None)
+            assert json.dumps(a) == json.dumps(b)
 
 
 # ----------------------------------------------------------------------- the window itself
@@ -379,3 +380,23 @@ def test_step_in_swarm_yaml_is_validated(
     path = _yaml(tmp_path, provider_emulator, "{max_messages: 4, step: 9}")
     with pytest.raises(ConfigError, match="step"):
         load_config(path)
+
+
+async def test_openai_prompt_cache_key_per_session(
+    tmp_path: Path, provider_emulator: ProviderEmulator
+) -> None:
+    path = _yaml(tmp_path, provider_emulator, "{max_messages: null}")
+    async with SessionManager.from_config(path) as manager:
+        one = await manager.create_session(user_id="u", provider="gpt", backend="hybrid")
+        two = await manager.create_session(user_id="u", provider="gpt", backend="hybrid")
+        await _talk(one, 2)
+        await _talk(two, 1)
+        await _talk(one, 1, start=2, streamed=True)
+        chat = await manager.create_session(user_id="u", provider="gpt-chat", backend="hybrid")
+        await _talk(chat, 1)
+    keys = [body.get("prompt_cache_key") for body in _calls(provider_emulator, "gpt")]
+    assert keys[0] == keys[1] == keys[3] != keys[2]  # stable per session, streamed too
+    assert all(k and k.startswith("ls-") for k in keys)
+    assert one.session_id not in json.dumps(keys)  # a hash, never the session id
+    # chat completions servers (Ollama, vLLM...) may not know the parameter
+    assert "prompt_cache_key" not in _calls(provider_emulator, "gpt-chat")[0]

@@ -13,6 +13,7 @@ The SDK is imported when the first client is built, never at module import.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -73,6 +74,9 @@ class OpenAIConfig(ProviderConfig):
     system_role: Literal["system", "developer"] = "system"
     #: Sent with every request (e.g. a proxy's routing header).
     default_headers: dict[str, str] = Field(default_factory=dict)
+    #: Hybrid Responses calls carry ``prompt_cache_key`` (a hash of the session id), which
+    #: keeps a session's turns on the same prompt cache.
+    prompt_cache_key: bool = True
 
 
 class OpenAIProvider(Provider):
@@ -186,6 +190,19 @@ class OpenAIProvider(Provider):
         opts.update(self.config.extra)
         return opts
 
+    def _hybrid(self, request: ProviderRequest) -> dict[str, Any]:
+        """A hybrid Responses call: the whole input, nothing stored server-side, and a
+        per-session ``prompt_cache_key`` (a hash, not the session id) so the turns of a
+        session are routed to the same prompt cache."""
+        params: dict[str, Any] = {
+            "input": self._items(request.system_prompt, [*request.history, request.message]),
+            "store": False,
+        }
+        if self.config.prompt_cache_key and request.session_id:
+            digest = hashlib.sha256(request.session_id.encode()).hexdigest()[:32]
+            params["prompt_cache_key"] = f"ls-{digest}"
+        return {**params, **self._options(request, chat=False)}
+
     def _chat_messages(self, request: ProviderRequest) -> list[dict[str, str]]:
         msgs = self._items(request.system_prompt, [*request.history, request.message])
         for m in msgs:  # chat completions servers know "system", not always "developer"
@@ -249,11 +266,7 @@ class OpenAIProvider(Provider):
                 messages=self._chat_messages(request), **self._options(request, chat=True)
             )
             return self._from_completion(completion)
-        response = await client.responses.create(
-            input=self._items(request.system_prompt, [*request.history, request.message]),
-            store=False,
-            **self._options(request, chat=False),
-        )
+        response = await client.responses.create(**self._hybrid(request))
         return self._from_response(response, None)
 
     def _from_response(self, response: Any, state: dict[str, Any] | None) -> ProviderReply:
@@ -313,12 +326,7 @@ class OpenAIProvider(Provider):
             events, conv_id = await self._native_create(request, stream=True)
             state = {STATE_KEY: conv_id}
         else:
-            events = await client.responses.create(
-                input=self._items(request.system_prompt, [*request.history, request.message]),
-                store=False,
-                stream=True,
-                **self._options(request, chat=False),
-            )
+            events = await client.responses.create(**self._hybrid(request), stream=True)
         final = None
         async with events:
             async for event in events:
