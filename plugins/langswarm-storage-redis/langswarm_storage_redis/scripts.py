@@ -9,7 +9,7 @@ they never need to decode or re-encode a message.
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "CREATE", "DELETE", "LIST", "SAVE", "SET_STATUS", "TAIL"]
+__all__ = ["APPEND", "COMMIT", "CREATE", "DELETE", "LIST", "SAVE", "SET_STATUS", "TAIL"]
 
 # KEYS: session, all-index, user-index. ARGV: record, user_id, updated_at, version,
 # session_id, ttl (0 = none). Returns 0 if the id is taken.
@@ -34,6 +34,8 @@ if cur[1] ~= ARGV[4] then return {-2, cur[1]} end
 local version = tonumber(cur[1]) + 1
 redis.call('HSET', KEYS[1], 'record', ARGV[1], 'user_id', ARGV[2],
            'updated_at', ARGV[3], 'version', version)
+-- The saved record is whole again: drop what commits kept beside it (see COMMIT).
+redis.call('HDEL', KEYS[1], 'u_in', 'u_out', 'u_cached', 'pstate')
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
 if cur[2] ~= ARGV[2] then redis.call('ZREM', ARGV[7] .. cur[2], ARGV[5]) end
@@ -56,32 +58,71 @@ redis.call('ZREM', ARGV[2] .. uid, ARGV[1])
 return 1
 """
 
-# KEYS: session, messages. ARGV: pending seq ('' = none), ttl, bodies...
+# Shared by APPEND and COMMIT: ARGV[1] pending seq ('' = none), bodies from ARGV[{b}].
 # Removes the pending placeholder unless it is committed, then appends the bodies with
-# consecutive seqs. Returns the first seq, or -1 if the session does not exist.
-APPEND = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+# consecutive seqs; leaves the first seq in ``first``.
+_APPEND_CORE = """
 if ARGV[1] ~= '' then
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], ARGV[1])) do
-    if not string.find(m, '^{"seq":%-?%d+,"status":"committed"') then
+    if not string.find(m, '^{{"seq":%-?%d+,"status":"committed"') then
       redis.call('ZREM', KEYS[2], m)
     end
   end
 end
-local n = #ARGV - 2
+local n = #ARGV - {b} + 1
 local after = redis.call('HINCRBY', KEYS[1], 'next_seq', n)
 local first = after - n
 for i = 1, n do
   local seq = first + i - 1
-  redis.call('ZADD', KEYS[2], seq, '{"seq":' .. seq .. ',' .. ARGV[i + 2])
+  redis.call('ZADD', KEYS[2], seq, '{{"seq":' .. seq .. ',' .. ARGV[i + {b} - 1])
 end
+"""
+
+_TTL = """
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
 end
-return first
 """
+
+# KEYS: session, messages. ARGV: pending seq ('' = none), ttl, bodies...
+# Returns the first seq, or -1 if the session does not exist.
+APPEND = (
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    + _APPEND_CORE.format(b=3) + _TTL + "return first\n"
+)
+
+# KEYS: session, messages, all-index. ARGV: pending seq, ttl, input, output and cached
+# tokens to add, provider state JSON ('' = keep), updated_at, session_id, user-index key
+# prefix, bodies... APPEND plus the session-record update of commit_turn, atomically.
+# The record JSON is never decoded and re-encoded here (cjson would round timestamps):
+# usage totals live beside it in u_in/u_out/u_cached (HINCRBY, so concurrent commits
+# add up exactly; seeded from the record's own usage the first time), a replaced
+# provider state in pstate; readers overlay them, and SAVE folds them back.
+COMMIT = (
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+    + _APPEND_CORE.format(b=10)
+    + """
+if redis.call('HEXISTS', KEYS[1], 'u_in') == 0 then
+  local usage = cjson.decode(redis.call('HGET', KEYS[1], 'record'))['usage']
+  if type(usage) ~= 'table' then usage = {} end
+  redis.call('HSET', KEYS[1], 'u_in', tonumber(usage['input_tokens']) or 0,
+             'u_out', tonumber(usage['output_tokens']) or 0,
+             'u_cached', tonumber(usage['cached_tokens']) or 0)
+end
+redis.call('HINCRBY', KEYS[1], 'u_in', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'u_out', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'u_cached', ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'pstate', ARGV[6]) end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[8])
+local uid = redis.call('HGET', KEYS[1], 'user_id')
+if uid then redis.call('ZADD', ARGV[9] .. uid, ARGV[7], ARGV[8]) end
+"""
+    + _TTL + "return first\n"
+)
 
 # KEYS: messages. ARGV: status, seqs...
 SET_STATUS = """

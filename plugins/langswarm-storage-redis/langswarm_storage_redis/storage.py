@@ -3,7 +3,10 @@
 Key layout (``P`` is ``key_prefix``, default ``langswarm:``)::
 
     P session:<session_id>          hash: record (JSON), user_id, updated_at, version,
-                                    next_seq (the per-session seq counter)
+                                    next_seq (the per-session seq counter); after a
+                                    commit_turn with a record update also u_in, u_out,
+                                    u_cached (usage totals) and pstate (provider state),
+                                    which override the record's until the next save
     P messages:<session_id>         sorted set: score = seq, member = message JSON
     P user:<user_id>                sorted set: score = updated_at, member = session_id
     P sessions                      sorted set: every session, score = updated_at
@@ -16,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
-from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord
+from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
 from langswarm_storage_redis import scripts
 from langswarm_storage_redis.config import RedisStorageConfig
@@ -31,9 +35,11 @@ __all__ = ["RedisSessionStorage"]
 #: The public operation each script serves, for error messages.
 _SCRIPT_CALLERS = {
     "CREATE": "create_session", "SAVE": "save_session", "DELETE": "delete_session",
-    "APPEND": "append_messages", "SET_STATUS": "update_message_status",
+    "APPEND": "append_messages", "COMMIT": "commit_turn", "SET_STATUS": "update_message_status",
     "TAIL": "load_messages", "LIST": "list_sessions",
 }  # fmt: skip
+#: Hash fields a record is read from (see the key layout above).
+_RECORD_FIELDS = ["record", "version", "u_in", "u_out", "u_cached", "pstate", "updated_at"]
 
 
 class RedisSessionStorage(ISessionStorage):
@@ -153,12 +159,10 @@ class RedisSessionStorage(ISessionStorage):
     async def load_session(self, session_id: str) -> SessionRecord | None:
         client = self._get_client()
         with self._translate("load_session"):
-            data, version = await client.hmget(
-                self._k_session(session_id), ["record", "version"]
-            )
-        if data is None:
+            row = await client.hmget(self._k_session(session_id), _RECORD_FIELDS)
+        if row[0] is None:
             return None
-        return _record_from(data, version)
+        return _record_from(row)
 
     async def save_session(self, record: SessionRecord) -> None:
         sid = record.session_id
@@ -208,13 +212,13 @@ class RedisSessionStorage(ISessionStorage):
             with self._translate("list_sessions"):
                 async with client.pipeline(transaction=False) as pipe:
                     for sid in ids:
-                        pipe.hmget(self._k_session(sid), ["record", "version"])
+                        pipe.hmget(self._k_session(sid), _RECORD_FIELDS)
                     rows = await pipe.execute()
-                gone = [sid for sid, (data, _) in zip(ids, rows, strict=True) if data is None]
+                gone = [sid for sid, row in zip(ids, rows, strict=True) if row[0] is None]
                 if gone:  # expired by TTL (or deleted meanwhile): drop the index entries
                     await client.zrem(index, *gone)
                     await client.zrem(self._k_all, *gone)
-            out += [_record_from(d, v) for d, v in rows if d is not None]
+            out += [_record_from(row) for row in rows if row[0] is not None]
             if len(ids) < want:
                 break
             live = [sid for sid in ids if sid not in gone]
@@ -230,9 +234,30 @@ class RedisSessionStorage(ISessionStorage):
         return await self._append(session_id, None, messages)
 
     async def commit_turn(
-        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+        self,
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+        *,
+        usage: Usage | None = None,
+        provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        return await self._append(session_id, pending_seq, messages)
+        """Remove the placeholder, append ``messages`` and, with ``usage`` /
+        ``provider_state``, update the record: one Lua script (``COMMIT``)."""
+        if usage is None and provider_state is None:
+            return await self._append(session_id, pending_seq, messages)
+        u = usage or Usage()
+        state = "" if provider_state is None else json.dumps(provider_state, separators=(",", ":"))
+        pending = "" if pending_seq is None else str(pending_seq)
+        first = await self._run(
+            "COMMIT",
+            [self._k_session(session_id), self._k_messages(session_id), self._k_all],
+            [pending, self._ttl, u.input_tokens, u.output_tokens, u.cached_tokens, state,
+             repr(time.time()), session_id, self._k_user(""), *(_body(m) for m in messages)],
+        )  # fmt: skip
+        if first == -1:
+            raise SessionNotFound(f"session {session_id!r} not found")
+        return [m.model_copy(update={"seq": int(first) + i}) for i, m in enumerate(messages)]
 
     async def _append(
         self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
@@ -294,8 +319,21 @@ def _record_json(record: SessionRecord) -> str:
     return record.model_dump_json(exclude={"version"})
 
 
-def _record_from(data: str, version: str | None) -> SessionRecord:
-    return SessionRecord.model_validate({**json.loads(data), "version": int(version or 0)})
+def _record_from(row: Sequence[str | None]) -> SessionRecord:
+    """A record from the ``_RECORD_FIELDS`` of its hash: the JSON, overlaid with what
+    commits changed since the last save."""
+    data, version, u_in, u_out, u_cached, pstate, updated_at = row
+    assert data is not None
+    fields = json.loads(data)
+    fields["version"] = int(version or 0)
+    if u_in is not None:  # a commit_turn updated the record
+        fields["usage"] = {"input_tokens": int(u_in), "output_tokens": int(u_out or 0),
+                           "cached_tokens": int(u_cached or 0)}  # fmt: skip
+        if updated_at is not None:
+            fields["updated_at"] = float(updated_at)
+    if pstate is not None:
+        fields["provider_state"] = json.loads(pstate)
+    return SessionRecord.model_validate(fields)
 
 
 def _body(message: Message) -> str:
