@@ -107,17 +107,25 @@ class _Counter:
         return n
 
 
-def _group_turns(messages: Sequence[Message], at_start: bool, counter: _Counter) -> list[_Turn]:
+def _group_turns(
+    messages: Sequence[Message], at_start: bool, counter: _Counter | None
+) -> list[_Turn]:
     """User/assistant messages grouped into turns, oldest first. A group cut off by the
-    read (the slice starts with a reply) is dropped unless this is the history's start."""
+    read (the slice starts with a reply) is dropped unless this is the history's start.
+    ``counter`` None: no token limit, so tokens are not counted (they stay 0)."""
     turns: list[_Turn] = []
+    count = counter.message if counter is not None else None
+    turn = _Turn()  # placeholder, never returned
     for m in messages:
-        if m.role not in ("user", "assistant"):
+        role = m.role
+        if role == "user" or (role == "assistant" and not turns):
+            turn = _Turn()
+            turns.append(turn)
+        elif role != "assistant":
             continue
-        if m.role == "user" or not turns:
-            turns.append(_Turn())
-        turns[-1].messages.append(m)
-        turns[-1].tokens += counter.message(m)
+        turn.messages.append(m)
+        if count is not None:
+            turn.tokens += count(m)
     if turns and not at_start and turns[0].messages[0].role != "user":
         turns.pop(0)
     return turns
@@ -177,7 +185,9 @@ async def select_context(
     if max_tokens <= 0:
         return []
     if policy.strategy == "truncate":
-        return await _truncate(storage, session_id, counter, max_messages, max_tokens, policy.step)
+        # Without a token limit, counting tokens (most of a selection's CPU) is skipped.
+        needed = counter if max_tokens != math.inf else None
+        return await _truncate(storage, session_id, needed, max_messages, max_tokens, policy.step)
     assert summarize is not None
     return await _summarized(storage, session_id, counter, max_messages, max_tokens, summarize)
 
@@ -192,7 +202,7 @@ def _first_read(max_messages: float) -> int | None:
 async def _truncate(
     storage: ISessionStorage,
     session_id: str,
-    counter: _Counter,
+    counter: _Counter | None,
     max_messages: float,
     max_tokens: float,
     step: int | None = None,

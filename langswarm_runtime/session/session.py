@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,8 @@ class Session:
         self._resolve_provider = resolve_provider
         self._lock = asyncio.Lock()
         self._tail = TailCache(storage, record.session_id)
+        #: Seq of the running turn's pending record (turns are serialised by _lock).
+        self._pending_seq: int | None = None
 
     # -- attributes users see -------------------------------------------------------
     @property
@@ -160,13 +163,17 @@ class Session:
 
     async def _begin(self, text: object) -> tuple[Message, int]:
         """Steps 1-3: validate, outgoing chain, durable pending record."""
+        self._pending_seq = None
         self._validate(text)
         assert isinstance(text, str)
-        user = await run_outgoing(self._chain, self, Message(role="user", content=text))
-        self._validate(user.content)
+        user = Message(role="user", content=text)
+        if self._chain:  # nothing to run (or re-validate) for an empty chain
+            user = await run_outgoing(self._chain, self, user)
+            self._validate(user.content)
         pending = user.model_copy(update={"status": MessageStatus.PENDING})
         (stored,) = await self._storage.append_messages(self.session_id, [pending])
         assert stored.seq is not None
+        self._pending_seq = stored.seq
         return user, stored.seq
 
     async def _build_request(self, user: Message) -> ProviderRequest:
@@ -191,7 +198,7 @@ class Session:
         conversation from the local mirror)."""
         from langswarm_runtime.session.context import select_context
 
-        await self._tail.refresh()
+        await self._tail.refresh(self._pending_seq)
         return await select_context(
             self._tail,  # type: ignore[arg-type]  # storage-shaped read-through cache
             self.session_id,
@@ -252,7 +259,8 @@ class Session:
             provider_message_id=reply.provider_message_id,
             metadata={"provider": self.provider, "model": reply.model or self.model},
         )
-        answer = await run_incoming(self._chain, self, answer)
+        if self._chain:
+            answer = await run_incoming(self._chain, self, answer)
         committed_user = user.model_copy(
             update={"status": MessageStatus.COMMITTED, "seq": None, "created_at": time.time()}
         )
@@ -260,10 +268,12 @@ class Session:
         # The record update (usage totals, provider state) rides in the commit's own
         # atomic write: no second transaction, and no version conflict to retry, since
         # the storage adds the usage to whatever totals it holds.
-        _, stored = await self._storage.commit_turn(
+        stored_user, stored = await self._storage.commit_turn(
             self.session_id, pending_seq, [committed_user, answer],
             usage=reply.usage, provider_state=state,
         )
+        # The cache gets its own copy of the reply: the caller may change the one returned.
+        self._tail.add_own_turn(pending_seq, [stored_user, copy.copy(stored)])
         record = self._record
         update: dict[str, Any] = {
             "usage": record.usage + reply.usage,

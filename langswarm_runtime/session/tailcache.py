@@ -44,9 +44,15 @@ class TailCache:
     def invalidate(self) -> None:
         self._messages, self._complete, self._last_seq = [], False, None
 
-    async def refresh(self) -> None:
-        """Fetch what was committed since the newest cached message (O(new rows))."""
+    async def refresh(self, pending_seq: int | None = None) -> None:
+        """Fetch what was committed since the newest cached message (O(new rows)).
+
+        ``pending_seq``: the seq our own turn's pending record just got. When it directly
+        follows the newest cached seq, nothing was appended in between by anyone (seqs
+        are unique and increase in append order), so there is nothing to read."""
         if self._last_seq is None:
+            return
+        if pending_seq is not None and pending_seq == self._last_seq + 1:
             return
         new = await self._storage.load_messages(
             self._session_id, after_seq=self._last_seq, statuses=_COMMITTED
@@ -57,6 +63,23 @@ class TailCache:
             if len(self._messages) > MAX_CACHED:
                 del self._messages[: len(self._messages) - MAX_CACHED]
                 self._complete = False
+
+    def add_own_turn(self, pending_seq: int, stored: Sequence[Message]) -> None:
+        """Our own turn was committed as ``stored``. When the seqs prove that nobody else
+        appended since the cache was current (the pending record took the seq after the
+        newest cached one and the turn the seqs right after it), keep the turn here, so
+        the next turn reads nothing; otherwise leave it to the next ``refresh``."""
+        last = self._last_seq
+        if last is None or pending_seq != last + 1 or not stored:
+            return
+        for i, m in enumerate(stored):
+            if m.seq != pending_seq + 1 + i or m.status != MessageStatus.COMMITTED:
+                return
+        self._messages.extend(stored)
+        self._last_seq = stored[-1].seq
+        if len(self._messages) > MAX_CACHED:
+            del self._messages[: len(self._messages) - MAX_CACHED]
+            self._complete = False
 
     def _fill(self, messages: list[Message], *, complete: bool) -> None:
         self._messages = list(messages[-MAX_CACHED:])
