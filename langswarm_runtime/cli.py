@@ -332,6 +332,8 @@ async def _plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_plain(i) for i in infos], indent=2))
         return EXIT_OK
+    if not infos:
+        print("no third-party plugins loaded (--all lists the built-in ones too)")
     for info in infos:
         d = _plain(info)
         types = ", ".join(d.get("types") or [])

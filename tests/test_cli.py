@@ -235,3 +235,9 @@ def test_rejected_message_exits_6_and_stores_nothing(tmp_path: Path) -> None:
     assert "rejected" in line and "forbiddenly" not in line
     rows = sqlite3.connect(tmp_path / "chat.db").execute("select count(*) from messages")
     assert rows.fetchone() == (0,)
+
+
+def test_plugins_without_third_party_says_so(cfg: Path) -> None:
+    result = run("--config", str(cfg), "plugins", cwd=cfg.parent)
+    assert result.returncode == 0
+    assert "no third-party plugins" in result.stdout
