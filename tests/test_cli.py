@@ -241,3 +241,18 @@ def test_plugins_without_third_party_says_so(cfg: Path) -> None:
     result = run("--config", str(cfg), "plugins", cwd=cfg.parent)
     assert result.returncode == 0
     assert "no third-party plugins" in result.stdout
+
+
+def test_config_validate_notes_that_native_sessions_ignore_the_context_policy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "swarm.yaml"
+    path.write_text(
+        "version: 1\nstorage: {type: memory}\ndefaults: {provider: local, backend: native}\n"
+        "providers:\n  local: {type: echo, context: {max_messages: 10}}\n",
+        encoding="utf-8",
+    )
+    result = run("--config", str(path), "config", "validate", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "providers.local" in result.stdout and "native" in result.stdout
+    assert "context policy" in result.stdout
