@@ -68,7 +68,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Turn:
     messages: list[Message] = field(default_factory=list)
     tokens: int = 0
@@ -119,13 +119,12 @@ def _group_turns(
     for m in messages:
         role = m.role
         if role == "user" or (role == "assistant" and not turns):
-            turn = _Turn()
+            turn = _Turn([m], count(m) if count is not None else 0)
             turns.append(turn)
-        elif role != "assistant":
-            continue
-        turn.messages.append(m)
-        if count is not None:
-            turn.tokens += count(m)
+        elif role == "assistant":
+            turn.messages.append(m)
+            if count is not None:
+                turn.tokens += count(m)
     if turns and not at_start and turns[0].messages[0].role != "user":
         turns.pop(0)
     return turns
