@@ -207,6 +207,15 @@ async def _truncate(
     step: int | None = None,
 ) -> list[Message]:
     k = _first_read(max_messages)
+    if counter is None and (step is None or step <= 1):
+        # The common case (a message limit only): the same selection without turn objects.
+        while True:
+            loaded, at_start = await _tail(storage, session_id, k)
+            kept_messages, all_fit = _newest_turns(loaded, at_start, max_messages)
+            if at_start or not all_fit:
+                return kept_messages
+            assert k is not None
+            k *= 2
     while True:
         loaded, at_start = await _tail(storage, session_id, k)
         turns = _group_turns(loaded, at_start, counter)
@@ -219,6 +228,36 @@ async def _truncate(
     if step is not None and step > 1 and 0 < n < len(turns):
         kept = _stepped(kept, turns[len(turns) - n - 1], step)
     return [m for turn in kept for m in turn.messages]
+
+
+def _newest_turns(
+    messages: Sequence[Message], at_start: bool, max_messages: float
+) -> tuple[list[Message], bool]:
+    """``_group_turns`` + ``_fit`` by message count alone, walking back from the newest
+    message: the newest whole turns that fit, and whether every turn in ``messages`` did
+    (a reply group cut off by the read is no turn unless the read reached the start)."""
+    used = 0
+    in_turn = 0  # user/assistant messages of the turn being walked back through
+    start = len(messages)  # where the kept turns begin
+    for i in range(len(messages) - 1, -1, -1):
+        role = messages[i].role
+        if role == "assistant":
+            in_turn += 1
+        elif role == "user":
+            if used + in_turn + 1 > max_messages:
+                return _chat_only(messages[start:]), False
+            used += in_turn + 1
+            in_turn = 0
+            start = i
+    if in_turn and at_start:  # replies before the first user message form a turn
+        if used + in_turn > max_messages:
+            return _chat_only(messages[start:]), False
+        start = 0
+    return _chat_only(messages[start:]), True
+
+
+def _chat_only(messages: Sequence[Message]) -> list[Message]:
+    return [m for m in messages if m.role == "user" or m.role == "assistant"]
 
 
 def _stepped(fitting: list[_Turn], overflow: _Turn, step: int) -> list[_Turn]:
