@@ -33,7 +33,9 @@ from langswarm_runtime.session.models import Message, Usage
 
 __all__ = [
     "RETRY_AFTER_CAP",
+    "SUMMARY_PREFIX",
     "api_key_value",
+    "chat_messages",
     "error_for_status",
     "history_turns",
     "import_sdk",
@@ -229,13 +231,25 @@ def make_usage(input_tokens: Any = 0, output_tokens: Any = 0, cached_tokens: Any
     )
 
 
+#: How a stored summary of dropped turns is introduced to the model.
+SUMMARY_PREFIX = "Summary of the earlier conversation: "
+
+
 def history_turns(messages: Iterable[Message]) -> list[tuple[str, str]]:
     """(role, text) pairs for a provider: user/assistant as they are, a stored ``summary``
     of dropped turns as a system note, stored system messages as system."""
-    turns: list[tuple[str, str]] = []
-    for m in messages:
-        if m.role == "summary":
-            turns.append(("system", f"Summary of the earlier conversation: {m.content}"))
-        else:
-            turns.append((m.role, m.content))
-    return turns
+    return [
+        ("system", SUMMARY_PREFIX + m.content) if m.role == "summary" else (m.role, m.content)
+        for m in messages
+    ]
+
+
+def chat_messages(messages: Iterable[Message]) -> list[dict[str, str]]:
+    """``history_turns`` as ``{"role": ..., "content": ...}`` dicts, the shape most chat
+    APIs take, built in one pass (it runs over the whole window on every turn)."""
+    return [
+        {"role": "system", "content": SUMMARY_PREFIX + m.content}
+        if m.role == "summary"
+        else {"role": m.role, "content": m.content}
+        for m in messages
+    ]

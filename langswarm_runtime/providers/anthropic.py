@@ -36,8 +36,8 @@ from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
     RETRY_AFTER_CAP,
     api_key_value,
+    chat_messages,
     error_for_status,
-    history_turns,
     import_sdk,
     is_transport_error,
     make_usage,
@@ -174,13 +174,12 @@ class AnthropicProvider(Provider):
         system: bool,
         cache: bool = False,
     ) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = chat_messages([*history, request.message])
         notes: list[str] = [request.system_prompt] if request.system_prompt else []
-        for role, text in history_turns([*history, request.message]):
-            if role == "system":  # no system role in messages: it joins ``system=``
-                notes.append(text)
-            else:
-                messages.append({"role": role, "content": text})
+        if any(m["role"] == "system" for m in messages):
+            # No system role in messages: such notes join ``system=``.
+            notes += [m["content"] for m in messages if m["role"] == "system"]
+            messages = [m for m in messages if m["role"] != "system"]
         cfg = self.config
         params: dict[str, Any] = {
             "model": request.model or cfg.model,

@@ -29,8 +29,8 @@ from langswarm_runtime.errors import (
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
     api_key_value,
+    chat_messages,
     error_for_status,
-    history_turns,
     import_sdk,
     is_transport_error,
     make_usage,
@@ -183,11 +183,10 @@ class CohereProvider(Provider):
         model = request.model or self.config.model
         if not model:
             raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
-        messages: list[dict[str, str]] = []
+        messages = chat_messages(request.history)
         if request.system_prompt:
-            messages.append({"role": "system", "content": request.system_prompt})
-        for role, text in history_turns([*request.history, request.message]):
-            messages.append({"role": role, "content": text})
+            messages.insert(0, {"role": "system", "content": request.system_prompt})
+        messages += chat_messages((request.message,))
         args: dict[str, Any] = {"model": model, "messages": messages}
         max_tokens = request.max_tokens or self.config.max_tokens
         if max_tokens is not None:
