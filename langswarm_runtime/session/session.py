@@ -170,7 +170,9 @@ class Session:
         if self._chain:  # nothing to run (or re-validate) for an empty chain
             user = await run_outgoing(self._chain, self, user)
             self._validate(user.content)
-        pending = user.model_copy(update={"status": MessageStatus.PENDING})
+            pending = user.model_copy(update={"status": MessageStatus.PENDING})
+        else:
+            pending = Message(role="user", content=text, status=MessageStatus.PENDING)
         (stored,) = await self._storage.append_messages(self.session_id, [pending])
         assert stored.seq is not None
         self._pending_seq = stored.seq
