@@ -26,7 +26,7 @@ class CountingStorage(SQLiteSessionStorage):
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
-    async def load_messages(  # type: ignore[override]
+    async def load_messages(
         self, session_id: str, *, last: int | None = None, after_seq: int | None = None,
         statuses: Collection[MessageStatus] | None = None,
     ) -> list[Message]:  # fmt: skip
@@ -113,10 +113,11 @@ async def test_a_failed_turn_is_not_in_the_next_context(tmp_path: Path) -> None:
         session = await manager.create_session(user_id="u", provider="echo", backend="hybrid")
         seen = _capture(session)
         await session.send_message("one")
-        session._provider.config.fail = True
+        config: Any = session._provider.config
+        config.fail = True
         with pytest.raises(ProviderUnavailable):
             await session.send_message("broken")
-        session._provider.config.fail = False
+        config.fail = False
         await session.send_message("two")
         await session.send_message("three")
         assert [m.content for m in seen[-1].history] == [
