@@ -432,16 +432,15 @@ def _record_from_row(row: Sequence[Any]) -> SessionRecord:
 
 
 def _message_from_row(row: Sequence[Any]) -> Message:
+    # Rows were validated on the way in: construct, don't re-validate (a resume reads many).
     seq, role, content, status, usage, provider_message_id, created_at, metadata = row
-    return Message.model_validate(
-        {
-            "seq": int(seq),
-            "role": role,
-            "content": content,
-            "status": status,
-            "usage": usage,
-            "provider_message_id": provider_message_id,
-            "created_at": created_at,
-            "metadata": metadata or {},
-        }
+    return Message.model_construct(
+        seq=int(seq),
+        role=role,
+        content=content,
+        status=MessageStatus(status),
+        usage=None if usage is None else Usage.model_construct(**usage),
+        provider_message_id=provider_message_id,
+        created_at=float(created_at),
+        metadata=metadata or {},
     )
