@@ -24,18 +24,13 @@ from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
 from langswarm_runtime.testing.provider_helpers import (
     HISTORY,
     collect_stream,
+    content_text,
     make_request,
     provider_turn,
 )
 
 PATH = "/anthropic/v1/messages"
 HYBRID, NATIVE = SessionBackend.HYBRID, SessionBackend.NATIVE
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(block.get("text", "") for block in content)
 
 
 class TestAnthropic(ProviderConformance):
@@ -51,8 +46,8 @@ class TestAnthropic(ProviderConformance):
 
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         body = request.json
-        system = [("system", _text(body["system"]))] if body.get("system") else []
-        return system + [(m["role"], _text(m["content"])) for m in body["messages"]]
+        system = [("system", content_text(body["system"]))] if body.get("system") else []
+        return system + [(m["role"], content_text(m["content"])) for m in body["messages"]]
 
     # ----------------------------------------------------------------------- turns
 

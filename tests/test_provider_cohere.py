@@ -12,15 +12,14 @@ from langswarm_runtime.errors import ConfigError, ProviderUnavailable
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.testing import ProviderConformance
 from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
-from langswarm_runtime.testing.provider_helpers import HISTORY, collect_stream, make_request
+from langswarm_runtime.testing.provider_helpers import (
+    HISTORY,
+    collect_stream,
+    content_text,
+    make_request,
+)
 
 CHAT = "/cohere/v2/chat"
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content)
 
 
 class TestCohere(ProviderConformance):
@@ -32,13 +31,14 @@ class TestCohere(ProviderConformance):
     builtin = True
     model = "command-test"
     api_key = "co-test-very-secret-key-0123456789"
-    known_failures: ClassVar[dict[str, str]] = {  # adapter bugs, reported
+    # Adapter bugs, reported: strict xfails, so that the fix is noticed.
+    known_failures: ClassVar[dict[str, str]] = {
         "test_key_from_environment[empty]": "api_key '' is sent as an empty bearer token"
         " (401) instead of falling back to CO_API_KEY (anthropic and gemini fall back)",
     }
 
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
-        return [(m["role"], _text(m["content"])) for m in request.json["messages"]]
+        return [(m["role"], content_text(m["content"])) for m in request.json["messages"]]
 
     # ----------------------------------------------------------------------- turns
 

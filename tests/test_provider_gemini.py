@@ -16,7 +16,12 @@ from langswarm_runtime.providers.gemini import STATE_KEY, GeminiConfig, GeminiPr
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.testing import ProviderConformance
 from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
-from langswarm_runtime.testing.provider_helpers import HISTORY, make_request, provider_turn
+from langswarm_runtime.testing.provider_helpers import (
+    HISTORY,
+    content_text,
+    make_request,
+    provider_turn,
+)
 
 GENERATE = "/gemini/v1beta/models/gemini-test:generateContent"
 STREAM = "/gemini/v1beta/models/gemini-test:streamGenerateContent"
@@ -24,12 +29,6 @@ INTERACTIONS = "/gemini/v1beta/interactions"
 HYBRID, NATIVE = SessionBackend.HYBRID, SessionBackend.NATIVE
 STREAMED = pytest.mark.parametrize("streamed", [False, True])
 _ROLES = {"model": "assistant", "user_input": "user", "model_output": "assistant"}
-
-
-def _parts(parts: Any) -> str:
-    if isinstance(parts, str):
-        return parts
-    return "".join(p.get("text", "") for p in parts or [])
 
 
 class TestGemini(ProviderConformance):
@@ -47,14 +46,14 @@ class TestGemini(ProviderConformance):
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         body = request.json
         if "contents" in body:  # generateContent (hybrid)
-            system = _parts((body.get("systemInstruction") or {}).get("parts"))
-            turns = [(c["role"], _parts(c["parts"])) for c in body["contents"]]
+            system = content_text((body.get("systemInstruction") or {}).get("parts"))
+            turns = [(c["role"], content_text(c["parts"])) for c in body["contents"]]
         else:  # interactions (native)
             system = body.get("system_instruction") or ""
             steps = body["input"]
             if isinstance(steps, str):
                 steps = [{"type": "user_input", "content": steps}]
-            turns = [(s["type"], _parts(s["content"])) for s in steps]
+            turns = [(s["type"], content_text(s["content"])) for s in steps]
         out = [("system", system)] if system else []
         return out + [(_ROLES.get(role, role), text) for role, text in turns]
 

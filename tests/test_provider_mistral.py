@@ -14,17 +14,16 @@ from langswarm_runtime.providers.mistral import STATE_KEY
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.testing import ProviderConformance
 from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
-from langswarm_runtime.testing.provider_helpers import HISTORY, make_request, provider_turn
+from langswarm_runtime.testing.provider_helpers import (
+    HISTORY,
+    content_text,
+    make_request,
+    provider_turn,
+)
 
 CHAT = "/mistral/v1/chat/completions"
 CONVS = "/mistral/v1/conversations"
 NATIVE = SessionBackend.NATIVE
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content)
 
 
 class TestMistral(ProviderConformance):
@@ -38,7 +37,8 @@ class TestMistral(ProviderConformance):
     api_key = "mistral-test-very-secret-key-0123456789"
     # The SDK sends without a key; the server's 401 is the error.
     missing_key_sends_request = True
-    known_failures: ClassVar[dict[str, str]] = {  # adapter bugs, reported
+    # Adapter bugs, reported: strict xfails, so that the fix is noticed.
+    known_failures: ClassVar[dict[str, str]] = {
         "test_key_from_environment[empty]": "api_key '' is sent as 'Bearer ' (an illegal"
         " header, ProviderUnavailable) instead of falling back to MISTRAL_API_KEY",
     }
@@ -46,12 +46,12 @@ class TestMistral(ProviderConformance):
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         body = request.json
         if "messages" in body:  # chat completions (hybrid)
-            return [(m["role"], _text(m["content"])) for m in body["messages"]]
+            return [(m["role"], content_text(m["content"])) for m in body["messages"]]
         inputs = body["inputs"]  # conversations (native)
         if isinstance(inputs, str):
             inputs = [{"role": "user", "content": inputs}]
         system = [("system", body["instructions"])] if body.get("instructions") else []
-        return system + [(e["role"], _text(e["content"])) for e in inputs]
+        return system + [(e["role"], content_text(e["content"])) for e in inputs]
 
     # ----------------------------------------------------------------------- turns
 

@@ -17,6 +17,7 @@ from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
 from langswarm_runtime.testing.provider_helpers import (
     HISTORY,
     collect_stream,
+    content_text,
     make_request,
     provider_turn,
 )
@@ -28,12 +29,6 @@ _MALFORMED_STREAM = (
 )
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content)
-
-
 class TestOpenAI(ProviderConformance):
     provider_type = "openai"
     plugin_module = "langswarm_runtime.providers.openai"
@@ -43,19 +38,20 @@ class TestOpenAI(ProviderConformance):
     builtin = True
     model = "gpt-test"
     api_key = "sk-test-very-secret-key-0123456789"
-    known_failures: ClassVar[dict[str, str]] = {  # adapter bugs, reported; strict xfail so the fix is noticed
+    # Adapter bugs, reported: strict xfails, so that the fix is noticed.
+    known_failures: ClassVar[dict[str, str]] = {
         "test_key_from_environment[empty]": "api_key '' is passed to the SDK instead of"
         " falling back to OPENAI_API_KEY (anthropic and gemini fall back)",
         "test_fault_fails_the_turn[hybrid-malformed-streamed]": _MALFORMED_STREAM,
         "test_fault_fails_the_turn[native-malformed-streamed]": _MALFORMED_STREAM,
-        "test_typed_error_hides_the_sdk_exception[malformed-streamed]": _MALFORMED_STREAM,
+        "test_typed_error_hides_the_sdk_exception[hybrid-malformed-streamed]": _MALFORMED_STREAM,
     }
 
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         body = request.json
         items = body.get("input", body.get("messages", []))
         roles = {"developer": "system"}
-        return [(roles.get(i["role"], i["role"]), _text(i["content"])) for i in items]
+        return [(roles.get(i["role"], i["role"]), content_text(i["content"])) for i in items]
 
     # ------------------------------------------------------------------- hybrid shapes
 
@@ -151,9 +147,7 @@ class TestOpenAI(ProviderConformance):
     async def test_base_url_with_version_suffix(
         self, make_provider: Any, provider_emulator: ProviderEmulator
     ) -> None:
-        await make_provider(base_url=provider_emulator.url("openai") + "/v1/").send(
-            make_request()
-        )
+        await make_provider(base_url=provider_emulator.url("openai") + "/v1/").send(make_request())
         assert provider_emulator.requests[0].path == "/openai/v1/responses"  # no double /v1
 
     async def test_fault_header_via_extra_headers(self, make_provider: Any) -> None:
@@ -193,8 +187,7 @@ class TestOpenAI(ProviderConformance):
         self, make_provider: Any, provider_emulator: ProviderEmulator
     ) -> None:
         mirror = [
-            Message(role="user" if i % 2 == 0 else "assistant", content=f"m{i}")
-            for i in range(45)
+            Message(role="user" if i % 2 == 0 else "assistant", content=f"m{i}") for i in range(45)
         ]
         reply = await make_provider().send(make_request(backend=NATIVE, mirror=mirror))
         assert reply.content.endswith("[earlier messages: 45]")
@@ -217,9 +210,7 @@ class TestOpenAI(ProviderConformance):
             Message(role="user", content="hello there"),
             Message(role="assistant", content=first.content),
         ]
-        request = make_request(
-            "still there?", backend=NATIVE, state=first.state, mirror=mirror
-        )
+        request = make_request("still there?", backend=NATIVE, state=first.state, mirror=mirror)
         reply = await provider_turn(provider, request, streamed)
         assert reply.content == "echo: still there? [earlier messages: 2]"
         assert reply.state and reply.state[STATE_KEY] != first.state[STATE_KEY]

@@ -16,6 +16,7 @@ from langswarm_runtime.session.models import Message, SessionBackend
 __all__ = [
     "HISTORY",
     "collect_stream",
+    "content_text",
     "make_request",
     "provider_turn",
     "say",
@@ -27,6 +28,13 @@ HISTORY: list[Message] = [
     Message(role="user", content="first question"),
     Message(role="assistant", content="first answer"),
 ]
+
+
+def content_text(content: Any) -> str:
+    """The text of a wire message's content: a string, or a list of parts with ``text``."""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content or [])
 
 
 def make_request(
