@@ -4,7 +4,10 @@ the right context and totals when someone did."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import importlib.util
+import os
+import uuid
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from langswarm_runtime import SessionManager, SQLiteSessionStorage
 from langswarm_runtime.errors import ProviderUnavailable
 from langswarm_runtime.providers.base import ProviderRequest
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+from langswarm_runtime.session.storage.base import ISessionStorage
 
 
 class CountingStorage(SQLiteSessionStorage):
@@ -78,10 +82,66 @@ async def test_a_turn_writes_twice_and_reads_nothing(tmp_path: Path) -> None:
         assert stored.version == session.record.version == 8
 
 
-async def test_writes_by_another_process_are_read(tmp_path: Path) -> None:
-    db = str(tmp_path / "shared.db")
-    async with SessionManager(storage=CountingStorage(db_path=db)) as here, \
-            SessionManager(storage=SQLiteSessionStorage(db_path=db)) as there:  # fmt: skip
+PG_DSN = os.environ.get(
+    "LANGSWARM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("LANGSWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def shared_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], ISessionStorage]]:
+    """Makes storages on one backing store: each plays another process. The skip-the-read
+    rule depends on how each storage hands out seqs, so every kind is checked."""
+    kind: str = request.param
+    run = uuid.uuid4().hex[:10]
+    if kind == "sqlite":
+        yield lambda: SQLiteSessionStorage(db_path=str(tmp_path / "shared.db"))
+        return
+    if importlib.util.find_spec(f"langswarm_storage_{kind}") is None:
+        _unavailable(f"langswarm-storage-{kind} is not installed")
+    if kind == "postgres":
+        import psycopg
+        from langswarm_storage_postgres import PostgresSessionStorage
+
+        schema = f"lst_tw_{run}"
+        try:
+            with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            _unavailable(f"PostgreSQL not reachable: {type(exc).__name__}")
+        yield lambda: PostgresSessionStorage(dsn=PG_DSN, schema=schema, pool_max_size=2)
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        return
+    import redis
+    from langswarm_storage_redis import RedisSessionStorage
+
+    prefix = f"lst:tw:{run}:"
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable(f"Redis not reachable: {type(exc).__name__}")
+    yield lambda: RedisSessionStorage(url=REDIS_URL, key_prefix=prefix)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+async def test_writes_by_another_process_are_read(
+    shared_store: Callable[[], ISessionStorage],
+) -> None:
+    async with SessionManager(storage=shared_store()) as here, \
+            SessionManager(storage=shared_store()) as there:  # fmt: skip
         mine = await here.create_session(user_id="u", provider="echo", backend="hybrid")
         seen = _capture(mine)
         await mine.send_message("a")
