@@ -4,7 +4,7 @@ chat shapes and options."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -32,11 +32,6 @@ class TestCohere(ProviderConformance):
     model = "command-test"
     api_key = "co-test-very-secret-key-0123456789"
     # Adapter bugs, reported: strict xfails, so that the fix is noticed.
-    known_failures: ClassVar[dict[str, str]] = {
-        "test_key_from_environment[empty]": "api_key '' is sent as an empty bearer token"
-        " (401) instead of falling back to CO_API_KEY (anthropic and gemini fall back)",
-    }
-
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         return [(m["role"], content_text(m["content"])) for m in request.json["messages"]]
 

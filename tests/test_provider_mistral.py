@@ -4,7 +4,7 @@ the Conversations API for native, the retry-after cap, options)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -38,11 +38,6 @@ class TestMistral(ProviderConformance):
     # The SDK sends without a key; the server's 401 is the error.
     missing_key_sends_request = True
     # Adapter bugs, reported: strict xfails, so that the fix is noticed.
-    known_failures: ClassVar[dict[str, str]] = {
-        "test_key_from_environment[empty]": "api_key '' is sent as 'Bearer ' (an illegal"
-        " header, ProviderUnavailable) instead of falling back to MISTRAL_API_KEY",
-    }
-
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         body = request.json
         if "messages" in body:  # chat completions (hybrid)

@@ -4,7 +4,7 @@ shapes, the chat-completions API, options)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -23,11 +23,6 @@ from langswarm_runtime.testing.provider_helpers import (
 )
 
 NATIVE = SessionBackend.NATIVE
-_MALFORMED_STREAM = (
-    "an unreadable body on a stream request is ProviderUnavailable ('stream ended before"
-    " the reply completed'), not ProviderBadResponse as for cohere and mistral"
-)
-
 
 class TestOpenAI(ProviderConformance):
     provider_type = "openai"
@@ -39,14 +34,6 @@ class TestOpenAI(ProviderConformance):
     model = "gpt-test"
     api_key = "sk-test-very-secret-key-0123456789"
     # Adapter bugs, reported: strict xfails, so that the fix is noticed.
-    known_failures: ClassVar[dict[str, str]] = {
-        "test_key_from_environment[empty]": "api_key '' is passed to the SDK instead of"
-        " falling back to OPENAI_API_KEY (anthropic and gemini fall back)",
-        "test_fault_fails_the_turn[hybrid-malformed-streamed]": _MALFORMED_STREAM,
-        "test_fault_fails_the_turn[native-malformed-streamed]": _MALFORMED_STREAM,
-        "test_typed_error_hides_the_sdk_exception[hybrid-malformed-streamed]": _MALFORMED_STREAM,
-    }
-
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         body = request.json
         items = body.get("input", body.get("messages", []))

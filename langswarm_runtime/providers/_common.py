@@ -75,8 +75,10 @@ def import_sdk(module: str, extra: str) -> ModuleType:
 
 
 def api_key_value(key: SecretStr | None) -> str | None:
-    """The plain key for the SDK constructor (None: let the SDK read its env var)."""
-    return key.get_secret_value() if key is not None else None
+    """The plain key for the SDK constructor. None (also for an empty key, which is what
+    ``${VAR:-}`` gives) lets the SDK read its usual environment variable."""
+    value = key.get_secret_value() if key is not None else None
+    return value or None
 
 
 def scrub(text: str, *secrets: str | None) -> str:

@@ -315,6 +315,18 @@ class OpenAIProvider(Provider):
                 raise
         raise mapped
 
+    def _check_event_stream(self, stream: Any) -> None:
+        """A stream request answered with something other than an event stream is a bad
+        response, not a stream that broke off (the SDK would just see no events)."""
+        response = getattr(stream, "response", None)
+        ctype = response.headers.get("content-type", "") if response is not None else ""
+        if response is not None and not ctype.startswith("text/event-stream"):
+            raise ProviderBadResponse(
+                f"a stream request was answered with {ctype or 'no content type'}, "
+                "not an event stream",
+                provider=self.name,
+            )
+
     async def _stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
         client = self._client()
         if request.backend is not SessionBackend.NATIVE and self.config.api == "chat_completions":
@@ -327,6 +339,7 @@ class OpenAIProvider(Provider):
             state = {STATE_KEY: conv_id}
         else:
             events = await client.responses.create(**self._hybrid(request), stream=True)
+        self._check_event_stream(events)
         final = None
         async with events:
             async for event in events:
@@ -355,6 +368,7 @@ class OpenAIProvider(Provider):
             stream_options={"include_usage": True},
             **self._options(request, chat=True),
         )
+        self._check_event_stream(chunks)
         parts: list[str] = []
         usage = None
         ident = model = None

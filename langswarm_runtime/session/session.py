@@ -6,7 +6,7 @@ import asyncio
 import copy
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from langswarm_runtime.errors import (
     ConcurrencyError,
@@ -317,9 +317,9 @@ class Session:
                 request = await self._build_request(user)
                 reply = await self._provider.send(request)
                 return await self._finish(user, pending_seq, reply)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - always re-raised
                 await self._fail(pending_seq, exc)
-                raise _translate(exc, self.provider) from exc
+                _reraise(exc, self.provider)
 
     async def stream_message(self, text: str) -> AsyncGenerator[str, None]:
         """Send one user message and yield the reply's text deltas. The whole reply is
@@ -345,11 +345,9 @@ class Session:
                         "stream ended without a final reply", provider=self.provider
                     )
                 await self._finish(user, pending_seq, final)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - always re-raised
                 await self._fail(pending_seq, exc)
-                if isinstance(exc, GeneratorExit):
-                    raise
-                raise _translate(exc, self.provider) from exc
+                _reraise(exc, self.provider)
 
     # -- provider switch ---------------------------------------------------------------
     async def switch_provider(
@@ -383,6 +381,15 @@ async def _maybe_await(value: Any) -> Any:
     if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
         return await value
     return value
+
+
+def _reraise(exc: BaseException, provider: str) -> NoReturn:
+    """Raise ``exc`` itself when it is already typed (or a cancellation), else its
+    ProviderError translation chained to it."""
+    translated = _translate(exc, provider)
+    if translated is exc:
+        raise exc
+    raise translated from exc
 
 
 def _translate(exc: BaseException, provider: str) -> BaseException:
