@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need (core with all provider SDKs, the plugin packages)
-# and run every test: core, README examples, then each plugin package's own suite.
+# and run every check: ruff, mypy, then the tests of the core (README examples included)
+# and of each plugin package.
 # Each suite runs in its own pytest process, because each one pins which installed
 # plugins may load (LANGSWARM_LOAD_PLUGINS). Extra arguments go to every pytest run.
 set -uo pipefail
@@ -14,6 +15,9 @@ PY="${PYTHON:-python3}"
 bash scripts/services.sh
 
 status=0
+echo "=== lint"
+"$PY" -m ruff check . || status=1
+"$PY" -m mypy langswarm_runtime || status=1
 for suite in tests plugins/*/tests; do
   echo "=== $suite"
   (cd "$(dirname "$suite")" && "$PY" -m pytest "$(basename "$suite")" "$@") || status=1
