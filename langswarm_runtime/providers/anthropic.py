@@ -17,7 +17,6 @@ because the SDK honours whatever the server asks for.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any, Literal
@@ -126,8 +125,6 @@ class AnthropicProvider(Provider):
     def __init__(self, config: AnthropicConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or AnthropicConfig(), name=name or "anthropic")
         self.config: AnthropicConfig
-        # One client per event loop: httpx pools are bound to the loop that opened them.
-        self._clients: dict[int, Any] = {}
         #: Longest Retry-After wait honoured between the SDK's retries, in seconds.
         self.retry_after_cap = RETRY_AFTER_CAP
 
@@ -135,35 +132,23 @@ class AnthropicProvider(Provider):
     def _sdk(self) -> Any:
         return import_sdk("anthropic", "anthropic")
 
-    def client(self) -> Any:
+    def new_client(self) -> Any:
         """The SDK client, built on first use (the SDK is imported only then)."""
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            kwargs: dict[str, Any] = {
-                # An empty key (``${VAR:-}`` unset) means: let the SDK read its variable.
-                "api_key": api_key_value(self.config.api_key) or None,
-                "max_retries": self.config.max_retries,
-                "timeout": self.config.timeout,
-            }
-            base_url = without_version_suffix(self.config.base_url)
-            if base_url:
-                kwargs["base_url"] = base_url
-            try:
-                client = _client_class(self._sdk())(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - e.g. no key anywhere
-                raise ProviderAuthError(self._scrub(str(exc)), provider=self.name) from None
-            client.retry_after_cap = self.retry_after_cap
-            self._clients[loop_id] = client
+        kwargs: dict[str, Any] = {
+            # An empty key (``${VAR:-}`` unset) means: let the SDK read its variable.
+            "api_key": api_key_value(self.config.api_key) or None,
+            "max_retries": self.config.max_retries,
+            "timeout": self.config.timeout,
+        }
+        base_url = without_version_suffix(self.config.base_url)
+        if base_url:
+            kwargs["base_url"] = base_url
+        try:
+            client = _client_class(self._sdk())(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - e.g. no key anywhere
+            raise ProviderAuthError(self._scrub(str(exc)), provider=self.name) from None
+        client.retry_after_cap = self.retry_after_cap
         return client
-
-    async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            try:
-                await client.close()
-            except RuntimeError:  # opened on a loop that is gone; nothing left to release
-                pass
 
     # -- request shaping ---------------------------------------------------------------
     def _params(

@@ -4,6 +4,7 @@ an SDK call and the SDK's answer (or error) back into a ``ProviderReply`` (or a
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class Provider(ABC):
     def __init__(self, config: ProviderConfig, *, name: str | None = None) -> None:
         self.config = config
         self.name = name or config.type or type(self).__name__
+        self._clients: dict[int, Any] = {}
 
     @property
     def default_model(self) -> str | None:
@@ -132,5 +134,29 @@ class Provider(ABC):
             yield reply.content
         yield reply
 
+    def client(self) -> Any:
+        """The SDK client for the running event loop, built on first use by
+        ``new_client()`` (so the SDK is imported only then). One per loop, because httpx
+        connection pools are bound to the loop that opened them."""
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            client = self._clients[loop_id] = self.new_client()
+        return client
+
+    def new_client(self) -> Any:
+        """Build the SDK client (adapters that use ``client()`` override this)."""
+        raise NotImplementedError(f"{type(self).__name__} has no SDK client")
+
+    async def close_client(self, client: Any) -> None:
+        """Release one SDK client (override where the SDK spells it differently)."""
+        await client.close()
+
     async def close(self) -> None:
         """Release clients. Idempotent."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            try:
+                await self.close_client(client)
+            except RuntimeError:  # opened on a loop that is gone; nothing left to release
+                pass

@@ -9,7 +9,6 @@ The SDK is imported when the first client is built, never at module import.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import AsyncIterator
@@ -73,39 +72,33 @@ class CohereProvider(Provider):
     def __init__(self, config: CohereConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or CohereConfig(), name=name or "cohere")
         self.config: CohereConfig
-        # One client per event loop: httpx pools are bound to the loop that opened them.
-        self._clients: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ client
 
     def _key(self) -> str | None:
         return api_key_value(self.config.api_key)
 
-    def _client(self) -> Any:
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            cohere = import_sdk("cohere", "cohere")
-            cfg = self.config
-            kwargs: dict[str, Any] = {
-                "timeout": cfg.timeout,
-                # The SDK retries 408/409/429/5xx (529 included) and connection errors
-                # itself, honouring Retry-After capped at 60 s; streams it does not retry,
-                # so stream() opens them through our own loop with the same rules.
-                "max_retries": cfg.max_retries,
-                "log_warning_experimental_features": False,
-            }
-            if cfg.base_url:  # unset: keep the SDK's default (and its CO_API_URL variable)
-                kwargs["base_url"] = without_version_suffix(cfg.base_url)
-            try:
-                client = cohere.AsyncClientV2(api_key=self._key(), **kwargs)
-            except _api_error():  # raised when no key is set anywhere
-                raise ProviderAuthError(
-                    "no API key: set api_key in the provider entry or CO_API_KEY",
-                    provider=self.name,
-                ) from None
-            self._check_extra()
-            self._clients[loop_id] = client
+    def new_client(self) -> Any:
+        cohere = import_sdk("cohere", "cohere")
+        cfg = self.config
+        kwargs: dict[str, Any] = {
+            "timeout": cfg.timeout,
+            # The SDK retries 408/409/429/5xx (529 included) and connection errors
+            # itself, honouring Retry-After capped at 60 s; streams it does not retry,
+            # so stream() opens them through our own loop with the same rules.
+            "max_retries": cfg.max_retries,
+            "log_warning_experimental_features": False,
+        }
+        if cfg.base_url:  # unset: keep the SDK's default (and its CO_API_URL variable)
+            kwargs["base_url"] = without_version_suffix(cfg.base_url)
+        try:
+            client = cohere.AsyncClientV2(api_key=self._key(), **kwargs)
+        except _api_error():  # raised when no key is set anywhere
+            raise ProviderAuthError(
+                "no API key: set api_key in the provider entry or CO_API_KEY",
+                provider=self.name,
+            ) from None
+        self._check_extra()
         return client
 
     def _check_extra(self) -> None:
@@ -121,13 +114,8 @@ class CohereProvider(Provider):
                 key_path=f"providers.{self.name}.extra",
             )
 
-    async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            try:
-                await client.__aexit__(None, None, None)
-            except RuntimeError:  # opened on a loop that is gone; nothing left to release
-                pass
+    async def close_client(self, client: Any) -> None:
+        await client.__aexit__(None, None, None)
 
     # ------------------------------------------------------------------ errors
 
@@ -212,7 +200,7 @@ class CohereProvider(Provider):
     # ------------------------------------------------------------------ send
 
     async def send(self, request: ProviderRequest) -> ProviderReply:
-        client = self._client()
+        client = self.client()
         args = self._arguments(request)
         options = dict(args.pop("request_options", None) or {})
         # A dropped connection is safe to replay: a chat call changes nothing server-side.
@@ -233,7 +221,7 @@ class CohereProvider(Provider):
     # ------------------------------------------------------------------ stream
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
-        client = self._client()
+        client = self.client()
         args = self._arguments(request)
 
         async def open_stream() -> tuple[Any, Any]:

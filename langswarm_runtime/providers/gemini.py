@@ -17,7 +17,6 @@ are turned off (``HttpRetryOptions(attempts=1)``) and one loop here retries both
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -83,8 +82,6 @@ class GeminiProvider(Provider):
     def __init__(self, config: GeminiConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or GeminiConfig(), name=name or "gemini")
         self.config: GeminiConfig
-        # One client per event loop: httpx pools are bound to the loop that opened them.
-        self._clients: dict[int, Any] = {}
         #: Longest Retry-After wait honoured between retries, in seconds.
         self.retry_after_cap = RETRY_AFTER_CAP
 
@@ -106,31 +103,22 @@ class GeminiProvider(Provider):
         options["api_version"] = version or "v1beta"
         return options
 
-    def client(self) -> Any:
+    def new_client(self) -> Any:
         """The SDK client for the running loop, built on first use (SDK imported then)."""
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            genai = import_sdk("google.genai", "gemini")
-            try:
-                client = genai.Client(
-                    # empty (``${VAR:-}`` unset): the SDK reads its variable
-                    api_key=api_key_value(self.config.api_key) or None,
-                    http_options=self._http_options(),
-                )
-            except ValueError as exc:  # no key given and none in the environment
-                raise ProviderAuthError(self._scrub(str(exc)), provider=self.name) from None
-            self._clients[loop_id] = client
+        genai = import_sdk("google.genai", "gemini")
+        try:
+            client = genai.Client(
+                # empty (``${VAR:-}`` unset): the SDK reads its variable
+                api_key=api_key_value(self.config.api_key) or None,
+                http_options=self._http_options(),
+            )
+        except ValueError as exc:  # no key given and none in the environment
+            raise ProviderAuthError(self._scrub(str(exc)), provider=self.name) from None
         return client
 
-    async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            client.close()  # the SDK also opened a sync pool; release it too
-            try:
-                await client.aio.aclose()
-            except RuntimeError:  # opened on a loop that is gone; nothing left to release
-                pass
+    async def close_client(self, client: Any) -> None:
+        client.close()  # the SDK also opened a sync pool; release it too
+        await client.aio.aclose()
 
     # -- errors ------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:

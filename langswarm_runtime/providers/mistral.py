@@ -15,7 +15,6 @@ exponential backoff). The SDK is imported when the first client is built.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -91,33 +90,27 @@ class MistralProvider(Provider):
     def __init__(self, config: MistralConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or MistralConfig(), name=name or "mistral")
         self.config: MistralConfig
-        # One client per event loop: httpx pools are bound to the loop that opened them.
-        self._clients: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ client
 
     def _key(self) -> str | None:
         return api_key_value(self.config.api_key)
 
-    def _client(self) -> Any:
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            sdk = import_sdk("mistralai.client", "mistral")
-            retries = import_sdk("mistralai.client.utils.retries", "mistral")
-            cfg = self.config
-            kwargs: dict[str, Any] = {
-                "timeout_ms": max(1, round(cfg.timeout * 1000)),
-                # Explicitly off (see the module docstring): with_retries does it.
-                "retry_config": retries.RetryConfig(
-                    "none", retries.BackoffStrategy(500, 8000, 2.0, 60_000), False
-                ),
-            }
-            if cfg.base_url:
-                kwargs["server_url"] = without_version_suffix(cfg.base_url)
-            client = sdk.Mistral(api_key=self._key(), **kwargs)
-            self._check_extra(client)
-            self._clients[loop_id] = client
+    def new_client(self) -> Any:
+        sdk = import_sdk("mistralai.client", "mistral")
+        retries = import_sdk("mistralai.client.utils.retries", "mistral")
+        cfg = self.config
+        kwargs: dict[str, Any] = {
+            "timeout_ms": max(1, round(cfg.timeout * 1000)),
+            # Explicitly off (see the module docstring): with_retries does it.
+            "retry_config": retries.RetryConfig(
+                "none", retries.BackoffStrategy(500, 8000, 2.0, 60_000), False
+            ),
+        }
+        if cfg.base_url:
+            kwargs["server_url"] = without_version_suffix(cfg.base_url)
+        client = sdk.Mistral(api_key=self._key(), **kwargs)
+        self._check_extra(client)
         return client
 
     def _check_extra(self, client: Any) -> None:
@@ -140,13 +133,8 @@ class MistralProvider(Provider):
         models = import_sdk("mistralai.client.models", "mistral")
         return set(models.CompletionArgs.model_fields)
 
-    async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            try:
-                await client.__aexit__(None, None, None)
-            except RuntimeError:  # opened on a loop that is gone; nothing left to release
-                pass
+    async def close_client(self, client: Any) -> None:
+        await client.__aexit__(None, None, None)
 
     # ------------------------------------------------------------------ errors
 
@@ -252,7 +240,7 @@ class MistralProvider(Provider):
         """Append the new message to the session's conversation, or start one seeded from
         the mirror when there is none or the server lost it. Returns (response or event
         stream, conversation id; None when it arrives in the stream)."""
-        conversations = self._client().beta.conversations
+        conversations = self.client().beta.conversations
         completion, start_kw = self._conv_options(request)
         conv_id = request.state.get(STATE_KEY)
         if conv_id is not None:
@@ -300,7 +288,7 @@ class MistralProvider(Provider):
                 model=getattr(last, "model", None) or self._model(request),
             )
         args = self._chat_args(request)
-        chat = self._client().chat
+        chat = self.client().chat
         completion = await self._call(lambda: chat.complete_async(**args))
         if not completion.choices or completion.choices[0].message is None:
             raise ProviderBadResponse("answer had no choices", provider=self.name)
@@ -319,7 +307,7 @@ class MistralProvider(Provider):
             inner = self._native_events(events, conv_id, self._model(request))
         else:
             args = self._chat_args(request)
-            chat = self._client().chat
+            chat = self.client().chat
             events = await self._call(lambda: chat.stream_async(**args))
             inner = self._chat_events(events)
         mapped: ProviderError | None = None

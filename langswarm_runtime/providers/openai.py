@@ -12,7 +12,6 @@ The SDK is imported when the first client is built, never at module import.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -87,45 +86,31 @@ class OpenAIProvider(Provider):
     def __init__(self, config: OpenAIConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or OpenAIConfig(), name=name or "openai")
         self.config: OpenAIConfig
-        # One client per event loop: httpx pools are bound to the loop that opened them.
-        self._clients: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ client
 
-    def _client(self) -> Any:
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            openai = import_sdk("openai", "openai")
-            cfg = self.config
-            try:
-                client = openai.AsyncOpenAI(
-                    api_key=api_key_value(cfg.api_key),
-                    base_url=with_version_suffix(cfg.base_url),
-                    organization=cfg.organization,
-                    project=cfg.project,
-                    timeout=cfg.timeout,
-                    # The SDK retries 408/409/429/5xx and connection errors itself and
-                    # honours Retry-After up to 120 s (it will not retry past that).
-                    max_retries=cfg.max_retries,
-                    default_headers=cfg.default_headers or None,
-                )
-            except openai.OpenAIError as exc:
-                message = scrub(str(exc), self._key())
-                raise ProviderAuthError(message, provider=self.name) from None
-            self._clients[loop_id] = client
+    def new_client(self) -> Any:
+        openai = import_sdk("openai", "openai")
+        cfg = self.config
+        try:
+            client = openai.AsyncOpenAI(
+                api_key=api_key_value(cfg.api_key),
+                base_url=with_version_suffix(cfg.base_url),
+                organization=cfg.organization,
+                project=cfg.project,
+                timeout=cfg.timeout,
+                # The SDK retries 408/409/429/5xx and connection errors itself and
+                # honours Retry-After up to 120 s (it will not retry past that).
+                max_retries=cfg.max_retries,
+                default_headers=cfg.default_headers or None,
+            )
+        except openai.OpenAIError as exc:
+            message = scrub(str(exc), self._key())
+            raise ProviderAuthError(message, provider=self.name) from None
         return client
 
     def _key(self) -> str | None:
         return api_key_value(self.config.api_key)
-
-    async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            try:
-                await client.close()
-            except RuntimeError:  # opened on a loop that is gone; nothing left to release
-                pass
 
     # ------------------------------------------------------------------ errors
 
@@ -216,7 +201,7 @@ class OpenAIProvider(Provider):
         """Create a remote conversation holding the system prompt and the local mirror."""
         history = await request.load_history() if request.load_history else []
         items = self._items(request.system_prompt, history)
-        client = self._client()
+        client = self.client()
         conv = await client.conversations.create(items=items[:_SEED_BATCH])
         for start in range(_SEED_BATCH, len(items), _SEED_BATCH):
             await client.conversations.items.create(
@@ -227,7 +212,7 @@ class OpenAIProvider(Provider):
     async def _native_create(self, request: ProviderRequest, **kw: Any) -> tuple[Any, str]:
         """``responses.create`` on the session's conversation, re-seeding it once if the
         server says it is gone. Returns (response or stream, conversation id)."""
-        client = self._client()
+        client = self.client()
         opts = self._options(request, chat=False)
         new = [{"role": "user", "content": request.message.content}]
         conv_id = request.state.get(STATE_KEY)
@@ -257,7 +242,7 @@ class OpenAIProvider(Provider):
         raise mapped  # outside the handler, so the SDK exception is not chained
 
     async def _send(self, request: ProviderRequest) -> ProviderReply:
-        client = self._client()
+        client = self.client()
         if request.backend is SessionBackend.NATIVE:
             response, conv_id = await self._native_create(request)
             return self._from_response(response, {STATE_KEY: conv_id})
@@ -328,7 +313,7 @@ class OpenAIProvider(Provider):
             )
 
     async def _stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
-        client = self._client()
+        client = self.client()
         if request.backend is not SessionBackend.NATIVE and self.config.api == "chat_completions":
             async for item in self._stream_chat(client, request):
                 yield item
