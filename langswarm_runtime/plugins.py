@@ -15,6 +15,7 @@ Environment:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -98,14 +99,39 @@ class PluginInfo:
     types: list[str] = field(default_factory=list)
 
 
+@functools.cache
+def _dist_name(dist: metadata.Distribution) -> str:
+    return str(dist.name)
+
+
+@functools.cache
+def _dist_version(dist: metadata.Distribution) -> str:
+    return str(dist.version)
+
+
+def _cheap_dist_name(dist: metadata.Distribution) -> str:
+    """The distribution's name without parsing its METADATA file (~2 ms each, which
+    adds up at start-up): the dist-info folder's name says it."""
+    return getattr(dist, "_normalized_name", None) or _dist_name(dist)
+
+
 @dataclass
 class _Source:
     name: str
     module: str
-    package: str | None
-    version: str | None
     builtin: bool
     entry_point: metadata.EntryPoint | None = None
+    dist: metadata.Distribution | None = None
+    #: Package name when there is no distribution metadata (built-ins in a source tree).
+    fallback_package: str | None = None
+
+    @property
+    def package(self) -> str | None:
+        return _dist_name(self.dist) if self.dist is not None else self.fallback_package
+
+    @property
+    def version(self) -> str | None:
+        return _dist_version(self.dist) if self.dist is not None else None
 
 
 class PluginManager:
@@ -229,12 +255,10 @@ class PluginManager:
         eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP] if dist else []
         if dist is None or not eps:
             return [
-                _Source(m.rsplit(".", 1)[-1], m, DISTRIBUTION, None, True)
+                _Source(m.rsplit(".", 1)[-1], m, True, fallback_package=DISTRIBUTION)
                 for m in DEFAULT_PLUGINS
             ]
-        return [
-            _Source(ep.name, ep.value, DISTRIBUTION, dist.version, True, ep) for ep in eps
-        ]
+        return [_Source(ep.name, ep.value, True, ep, dist) for ep in eps]
 
     def _entrypoint_sources(self, allow: str | None) -> list[_Source]:
         if allow is not None and not allow.strip():
@@ -243,16 +267,15 @@ class PluginManager:
         sources: dict[str, _Source] = {}
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)
-            package = dist.name if dist is not None else None
+            package = _cheap_dist_name(dist) if dist is not None else None
             if package and normalize_name(package) == DISTRIBUTION:
                 continue  # built-ins, loaded already
             if wanted is not None and not (
                 normalize_name(ep.name) in wanted or (package and normalize_name(package) in wanted)
             ):
                 continue
-            version = dist.version if dist is not None else None
             # The same distribution can be visible twice on sys.path: first one wins.
-            sources.setdefault(ep.name, _Source(ep.name, ep.value, package, version, False, ep))
+            sources.setdefault(ep.name, _Source(ep.name, ep.value, False, ep, dist))
         return list(sources.values())
 
     def _is_disabled(self, source: _Source) -> bool:
@@ -294,7 +317,7 @@ class PluginManager:
         plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
         if plugin_name not in self._sources:
             self._sources[plugin_name] = _Source(
-                plugin_name, getattr(plugin, "__name__", plugin_name), None, None, False
+                plugin_name, getattr(plugin, "__name__", plugin_name), False
             )
         try:
             self.pm.register(plugin, name=plugin_name)

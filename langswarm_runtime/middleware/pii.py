@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import os
 from collections import Counter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,9 +27,12 @@ from langswarm_runtime.middleware._common import (
     build_config,
     session_attr,
 )
-from langswarm_runtime.middleware.pii_detect import ENTITIES, Entity, Finding, find_pii, normalise
+from langswarm_runtime.middleware.pii_entities import ENTITIES, Entity
 from langswarm_runtime.session.middleware import ISessionMiddleware
 from langswarm_runtime.session.models import Message
+
+if TYPE_CHECKING:
+    from langswarm_runtime.middleware.pii_detect import Finding
 
 __all__ = ["PIIFilterConfig", "PIIFilterMiddleware", "redact_text"]
 
@@ -104,6 +107,8 @@ def _mask(entity: Entity, value: str) -> str:
 
 def redact_text(text: str, entities: tuple[Entity, ...] = ENTITIES) -> str:
     """``text`` with every finding replaced by its ``[LABEL]`` (used by audit_log too)."""
+    from langswarm_runtime.middleware.pii_detect import find_pii
+
     return _rewrite(text, find_pii(text, entities), lambda f: f"[{_label(f.entity)}]")
 
 
@@ -132,6 +137,9 @@ class PIIFilterMiddleware(ISessionMiddleware):
     def __init__(self, config: PIIFilterConfig | None = None, **options: Any) -> None:
         self.config = build_config(PIIFilterConfig, config, options, self.name)
         self._entities = self.config.selected()
+        # The detectors (many compiled patterns) load with the first filter built, not
+        # when the plugin registers, so start-up without a pii_filter does not pay.
+        import langswarm_runtime.middleware.pii_detect  # noqa: F401
         # Key for sessions that have no id (stand-ins in tests): random, so hashes made
         # without a session id are never comparable across processes.
         self._fallback_key = os.urandom(32)
@@ -144,6 +152,8 @@ class PIIFilterMiddleware(ISessionMiddleware):
 
     def filter_text(self, session: object, text: str) -> tuple[str, Counter[str]]:
         """The filtered text and how many values of each entity type it held."""
+        from langswarm_runtime.middleware.pii_detect import find_pii, normalise
+
         findings = find_pii(text, self._entities)
         counts: Counter[str] = Counter(f.entity for f in findings)
         if not findings:

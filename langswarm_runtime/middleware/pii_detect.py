@@ -14,15 +14,11 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+
+from langswarm_runtime.middleware.pii_entities import ENTITIES, Entity
 
 __all__ = ["ENTITIES", "Entity", "Finding", "find_pii", "normalise"]
 
-Entity = Literal["email", "phone", "credit_card", "iban", "ssn", "ipv4", "ipv6", "api_key"]
-#: In priority order: on overlap, the earlier entity wins.
-ENTITIES: tuple[Entity, ...] = (
-    "api_key", "email", "iban", "credit_card", "ssn", "ipv6", "ipv4", "phone",
-)
 
 
 @dataclass(frozen=True, slots=True)
