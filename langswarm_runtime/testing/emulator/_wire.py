@@ -25,11 +25,13 @@ __all__ = [
     "JSONResponse",
     "RecordedRequest",
     "SSEResponse",
+    "content_text",
     "count_words",
     "echo_reply",
     "error_shape",
     "iter_routes",
     "new_id",
+    "require_bearer_key",
     "route",
     "word_deltas",
 ]
@@ -165,6 +167,27 @@ def echo_reply(text: str, earlier: int) -> str:
     """The reply every provider route gives: quotes the new message and says how many
     messages the provider had before it, so tests can see replay and hydration."""
     return f"echo: {text} [earlier messages: {earlier}]"
+
+
+def content_text(content: Any, *, part_type: str | None = "text") -> str:
+    """Text of a wire message's content: a str, or a list of parts whose ``text`` is
+    joined (only parts of ``part_type``; any part when it is None)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and (part_type is None or p.get("type") == part_type)
+        )
+    return ""
+
+
+def require_bearer_key(req: EmulatorRequest) -> None:
+    """No (or an empty) bearer token is a 401, as on the real services."""
+    auth = req.headers.get("authorization", "")
+    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+        raise EmulatorHTTPError(401, "no valid API key provided", code="unauthorized")
 
 
 def new_id(prefix: str) -> str:

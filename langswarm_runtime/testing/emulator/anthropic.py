@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from langswarm_runtime.testing.emulator._cache import CacheResult, Segment, prompt_cache
+from langswarm_runtime.testing.emulator._wire import content_text
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -62,18 +63,6 @@ def _error(status: int, message: str, code: str | None) -> Any:
     return {"type": "error", "error": error, "request_id": new_id("req_")}
 
 
-def _text(content: Any) -> str:
-    """Text of a message's or system's content: a str or a list of text blocks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(b.get("text", ""))
-            for b in content
-            if isinstance(b, dict) and b.get("type") == "text"
-        )
-    return ""
-
 
 def _check_auth(req: EmulatorRequest) -> None:
     key = req.headers.get("x-api-key") or req.headers.get("authorization", "").removeprefix(
@@ -89,7 +78,7 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         isinstance(m, dict) and m.get("role") in ("user", "assistant") for m in messages
     ):
         raise EmulatorHTTPError(400, "messages: each message needs role 'user' or 'assistant'")
-    return [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
+    return [{"role": m["role"], "content": content_text(m.get("content"))} for m in messages]
 
 
 def _blocks(content: Any) -> list[Any]:
@@ -119,12 +108,12 @@ def _cache(req: EmulatorRequest, body: dict[str, Any]) -> CacheResult:
     marks: list[int] = []
     system = body.get("system")
     for block in _blocks(system):
-        segments.append(Segment(block, count_words(_text([block]))))
+        segments.append(Segment(block, count_words(content_text([block]))))
         if isinstance(system, list) and _marked([system[len(segments) - 1]]):
             marks.append(len(segments))
     for m in body["messages"]:
         blocks = _blocks(m.get("content"))
-        segments.append(Segment({"role": m["role"], "content": blocks}, count_words(_text(blocks))))
+        segments.append(Segment({"role": m["role"], "content": blocks}, count_words(content_text(blocks))))
         if _marked(m.get("content")):
             marks.append(len(segments))
     if body.get("cache_control"):
@@ -150,7 +139,7 @@ def _thread_context(
     """(context the model sees, system prompt, thread record continued) for this request.
     Caller holds the lock."""
     thread = body.get("thread")
-    system = _text(body.get("system")) or None
+    system = content_text(body.get("system")) or None
     if thread is None:
         return new, system, None
     if THREADS_BETA not in req.headers.get("anthropic-beta", ""):

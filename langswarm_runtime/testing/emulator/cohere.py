@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
+from langswarm_runtime.testing.emulator._wire import content_text, require_bearer_key
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -34,24 +35,6 @@ def _error(status: int, message: str, code: str | None) -> Any:
     return {"id": str(uuid.uuid4()), "message": message}
 
 
-def _require_key(req: EmulatorRequest) -> None:
-    """No (or an empty) bearer token is a 401, as on the real service."""
-    auth = req.headers.get("authorization", "")
-    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-        raise EmulatorHTTPError(401, "no valid API key provided", code="unauthorized")
-
-
-def _text(content: Any) -> str:
-    """Text of a v2 message's content: a str, or a list of ``{"type": "text"}`` parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return ""
 
 
 def _usage(input_words: int, output_words: int, cached: int) -> dict[str, Any]:
@@ -66,7 +49,7 @@ def _usage(input_words: int, output_words: int, cached: int) -> dict[str, Any]:
 
 @route("POST", r"/v2/chat", provider=P)
 def chat(req: EmulatorRequest) -> JSONResponse | SSEResponse:
-    _require_key(req)
+    require_bearer_key(req)
     body = req.json
     if not isinstance(body, dict) or not body.get("model"):
         raise EmulatorHTTPError(400, "invalid request: model must be specified")
@@ -79,9 +62,9 @@ def chat(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     chat_msgs = [m for m in messages if m["role"] != "system"]
     if not chat_msgs or chat_msgs[-1]["role"] != "user":
         raise EmulatorHTTPError(400, "invalid request: the last message must be from the user")
-    user_text = _text(chat_msgs[-1].get("content"))
+    user_text = content_text(chat_msgs[-1].get("content"))
     reply = echo_reply(user_text, len(chat_msgs) - 1)
-    segments = [Segment(m, count_words(_text(m.get("content")))) for m in messages]
+    segments = [Segment(m, count_words(content_text(m.get("content")))) for m in messages]
     cached = prompt_cache(req.emulator, P, str(body["model"]), segments).read
     usage = _usage(sum(s.tokens for s in segments), count_words(reply), cached)
     reply_id = str(uuid.uuid4())

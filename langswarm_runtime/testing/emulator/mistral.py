@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
+from langswarm_runtime.testing.emulator._wire import content_text, require_bearer_key
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -41,24 +42,6 @@ def _error(status: int, message: str, code: str | None) -> Any:
     return {"object": "error", "message": message, "type": kind, "param": None, "code": code}
 
 
-def _require_key(req: EmulatorRequest) -> None:
-    """No (or an empty) bearer token is a 401, as on the real service."""
-    auth = req.headers.get("authorization", "")
-    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-        raise EmulatorHTTPError(401, "no valid API key provided", code="unauthorized")
-
-
-def _text(content: Any) -> str:
-    """Text of a message: a str, or a list of ``{"type": "text"}`` chunks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return ""
 
 
 def _now() -> str:
@@ -80,7 +63,7 @@ def _usage(input_words: int, output_words: int, cached: int) -> dict[str, Any]:
 
 @route("POST", r"/v1/chat/completions", provider=P)
 def chat_completions(req: EmulatorRequest) -> JSONResponse | SSEResponse:
-    _require_key(req)
+    require_bearer_key(req)
     body = req.json
     if not isinstance(body, dict) or not body.get("model"):
         raise EmulatorHTTPError(400, "model is required")
@@ -90,8 +73,8 @@ def chat_completions(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     chat = [m for m in messages if m.get("role") != "system"]
     if not chat or chat[-1].get("role") != "user":
         raise EmulatorHTTPError(400, "the last message must have role 'user'")
-    reply = echo_reply(_text(chat[-1].get("content")), len(chat) - 1)
-    segments = [Segment(m, count_words(_text(m.get("content")))) for m in messages]
+    reply = echo_reply(content_text(chat[-1].get("content")), len(chat) - 1)
+    segments = [Segment(m, count_words(content_text(m.get("content")))) for m in messages]
     cached = prompt_cache(req.emulator, P, str(body["model"]), segments).read
     usage = _usage(sum(s.tokens for s in segments), count_words(reply), cached)
     base = {"id": new_id("cmpl-"), "created": int(time.time()), "model": body["model"]}
@@ -144,7 +127,7 @@ def _entries(raw: Any) -> list[dict[str, Any]]:
     for item in raw:
         if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
             raise EmulatorHTTPError(400, "each input entry needs role 'user' or 'assistant'")
-        entries.append({"role": item["role"], "content": _text(item.get("content"))})
+        entries.append({"role": item["role"], "content": content_text(item.get("content"))})
     return entries
 
 
@@ -213,7 +196,7 @@ def _run(req: EmulatorRequest, conv: dict[str, Any], conv_id: str) -> JSONRespon
 
 @route("POST", r"/v1/conversations", provider=P)
 def start_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
-    _require_key(req)
+    require_bearer_key(req)
     body = req.json
     if not isinstance(body, dict):
         raise EmulatorHTTPError(400, "request body must be an object")
@@ -236,7 +219,7 @@ def start_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
 
 @route("POST", r"/v1/conversations/(?P<cid>[^/]+)", provider=P)
 def append_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
-    _require_key(req)
+    require_bearer_key(req)
     if not isinstance(req.json, dict):
         raise EmulatorHTTPError(400, "request body must be an object")
     cid = req.match["cid"]
@@ -246,7 +229,7 @@ def append_conversation(req: EmulatorRequest) -> JSONResponse | SSEResponse:
 
 @route("GET", r"/v1/conversations/(?P<cid>[^/]+)", provider=P)
 def get_conversation(req: EmulatorRequest) -> JSONResponse:
-    _require_key(req)
+    require_bearer_key(req)
     with req.lock:
         conv = _conversation(req, req.match["cid"])
         return JSONResponse(

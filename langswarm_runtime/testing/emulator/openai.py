@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
+from langswarm_runtime.testing.emulator._wire import content_text
 from langswarm_runtime.testing.emulator.server import (
     EmulatorHTTPError,
     EmulatorRequest,
@@ -39,12 +40,9 @@ def _error(status: int, message: str, code: str | None) -> Any:
 
 
 def _text(content: Any) -> str:
-    """Text of a message's content: a str, or a list of text parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+    """Text of a message's content: a str, or a list of text parts of any type
+    (Responses input uses ``input_text``/``output_text``)."""
+    return content_text(content, part_type=None)
 
 
 def _items(raw: Any) -> list[dict[str, Any]]:
