@@ -13,14 +13,19 @@ from typing import Any
 
 import pytest
 
-# Only this plugin (and the built-ins) load in these tests, whatever else is installed.
-os.environ["LANGSWARM_LOAD_PLUGINS"] = "postgres"
-
 DSN = os.environ.get(
     "LANGSWARM_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 RUN_ID = uuid.uuid4().hex[:8]
 _counter = iter(range(1_000_000))
+
+
+@pytest.fixture(autouse=True)
+def _only_this_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only this plugin (and the built-ins) load in these tests, whatever else is
+    installed. Pinned per test, not at import: pytest may collect several plugin suites
+    in one process, and each wants its own allow-list."""
+    monkeypatch.setenv("LANGSWARM_LOAD_PLUGINS", "postgres")
 
 
 def _drop_run_schemas() -> None:

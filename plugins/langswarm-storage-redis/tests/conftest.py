@@ -13,12 +13,17 @@ from typing import Any
 
 import pytest
 
-# Only this plugin (and the built-ins) load in these tests, whatever else is installed.
-os.environ["LANGSWARM_LOAD_PLUGINS"] = "redis"
-
 URL = os.environ.get("LANGSWARM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:8]
 _counter = iter(range(1_000_000))
+
+
+@pytest.fixture(autouse=True)
+def _only_this_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only this plugin (and the built-ins) load in these tests, whatever else is
+    installed. Pinned per test, not at import: pytest may collect several plugin suites
+    in one process, and each wants its own allow-list."""
+    monkeypatch.setenv("LANGSWARM_LOAD_PLUGINS", "redis")
 
 
 def _delete_keys(pattern: str) -> None:
