@@ -53,9 +53,18 @@ def _common(defaults: bool) -> _Parser:
         "--user",
         "-u",
         default=sup,
-        help="user id (default: defaults.user_id from the config)",
+        help="act as this user (default: defaults.user_id from the config); "
+        "another user's session looks like a missing one",
     )
     return p
+
+
+def _all_users(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--all-users",
+        action="store_true",
+        help="operator access: every user's sessions (instead of --user)",
+    )
 
 
 def _chat_options(p: argparse.ArgumentParser, defaults: bool) -> None:
@@ -87,8 +96,11 @@ def build_parser(plugin_commands: bool = False) -> argparse.ArgumentParser:
         prog="langswarm-run",
         description="Persistent, provider-agnostic LLM chat sessions.",
         parents=[_common(True)],
-        epilog="Exit codes: 0 ok, 2 usage/config error, 3 provider failure, "
-        "4 session not found, 5 storage failure, 6 message rejected.",
+        epilog="Sessions belong to a user: every command acts as --user, else the config's "
+        "defaults.user_id, and another user's session looks like a missing one (exit 4); "
+        "'sessions list|show|export|delete --all-users' is operator access to every user's. "
+        "Exit codes: 0 ok, 2 usage/config error, 3 provider failure, "
+        "4 session not found, 5 storage failure, 6 message rejected, 130 interrupted.",
     )
     _chat_options(parser, True)
     common = _common(False)
@@ -97,19 +109,28 @@ def build_parser(plugin_commands: bool = False) -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", parents=[common], help="chat (the default command)")
     _chat_options(chat, False)
 
-    sessions = sub.add_parser("sessions", parents=[common], help="list, show, export, delete")
+    sessions = sub.add_parser(
+        "sessions",
+        parents=[common],
+        help="list, show, export, delete",
+        description="Sessions of the user (--user, else defaults.user_id); --all-users on "
+        "each action for operator access to every user's sessions.",
+    )
     ssub = sessions.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    ls = ssub.add_parser("list", parents=[common], help="list sessions")
+    ls = ssub.add_parser("list", parents=[common], help="list the user's sessions")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--cursor", default=None)
     ls.add_argument("--json", action="store_true")
+    _all_users(ls)
     for name, text in (("show", "show a session"), ("delete", "delete a session")):
         sp = ssub.add_parser(name, parents=[common], help=text)
         sp.add_argument("session_id")
         if name == "show":
             sp.add_argument("--json", action="store_true")
+        _all_users(sp)
     ex = ssub.add_parser("export", parents=[common], help="export a session's history")
     ex.add_argument("session_id")
+    _all_users(ex)
     ex.add_argument("--format", choices=["jsonl", "markdown"], default="jsonl")
     ex.add_argument("--include-failed", action="store_true")
     ex.add_argument("--output", "-o", default=None, help="write to this file")
@@ -142,6 +163,18 @@ def _manager(args: argparse.Namespace) -> Any:
     from langswarm_runtime.session.manager import SessionManager
 
     return SessionManager.from_config(_config_path(args))
+
+
+def _user(args: argparse.Namespace, manager: Any) -> str | None:
+    """The user a command acts as: ``--user``, else ``defaults.user_id``. None only for an
+    explicit ``--all-users`` (operator access to every user's sessions)."""
+    if getattr(args, "all_users", False):
+        if args.user is not None:
+            from langswarm_runtime.errors import ConfigError
+
+            raise ConfigError("--all-users and --user exclude each other")
+        return None
+    return str(args.user) if args.user is not None else str(manager.config.defaults.user_id)
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
@@ -192,13 +225,14 @@ async def _chat(args: argparse.Namespace) -> int:
     from langswarm_runtime.errors import SessionNotFound
 
     async with _manager(args) as manager:
+        user = _user(args, manager)
         if args.session:
-            session = await manager.get_session(args.session, user_id=args.user)
+            session = await manager.get_session(args.session, user_id=user)
             if session is None:
                 raise SessionNotFound(f"session {args.session!r} not found")
         else:
             session = await manager.create_session(
-                user_id=args.user,
+                user_id=user,
                 provider=args.provider,
                 model=args.model,
                 backend=args.backend,
@@ -246,8 +280,9 @@ async def _sessions(args: argparse.Namespace) -> int:
     from langswarm_runtime.errors import SessionNotFound
 
     async with _manager(args) as manager:
+        user = _user(args, manager)
         if args.action == "list":
-            records = await manager.list_sessions(args.user, limit=args.limit, cursor=args.cursor)
+            records = await manager.list_sessions(user, limit=args.limit, cursor=args.cursor)
             for r in records:
                 if args.json:
                     print(json.dumps(_record_json(r)))
@@ -257,11 +292,11 @@ async def _sessions(args: argparse.Namespace) -> int:
                         f"model={r.model}  backend={r.backend.value}  updated={_ts(r.updated_at)}"
                     )
             return EXIT_OK
-        session = await manager.get_session(args.session_id, user_id=args.user)
+        session = await manager.get_session(args.session_id, user_id=user)
         if session is None:
             raise SessionNotFound(f"session {args.session_id!r} not found")
         if args.action == "delete":
-            await manager.delete_session(args.session_id, user_id=args.user)
+            await manager.delete_session(args.session_id, user_id=user)
             print(f"deleted {args.session_id}")
         elif args.action == "show":
             history = await session.get_history(include_failed=True)
