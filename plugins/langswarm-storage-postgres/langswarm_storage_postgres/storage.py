@@ -11,9 +11,11 @@ from typing import Any
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.text import check_turn
 from langswarm_storage_postgres.config import PostgresStorageConfig
 from langswarm_storage_postgres.dsn import describe as _describe
 from langswarm_storage_postgres.dsn import scrub as _scrub
+from langswarm_storage_postgres.outcome import WriteTicket, resolve
 
 __all__ = ["PostgresSessionStorage"]
 
@@ -21,6 +23,10 @@ _RECORD_COLUMNS = "record, version"
 _MESSAGE_COLUMNS = (
     "seq, role, content, status, usage, provider_message_id, created_at, metadata"
 )
+#: What the statement taking the seq counter returns: the new counter, and the server's
+#: id of this write transaction and its backend, by which a COMMIT whose answer was lost
+#: is resolved (see ``_outcome``).
+_RETURNING = " RETURNING next_seq, pg_current_xact_id()::text, pg_backend_pid()"
 #: commit_turn's record update, folded into the statement that takes the seq counter:
 #: usage added to the stored totals in SQL (concurrent writers add up exactly), state
 #: replaced unless NULL, updated_at set, version bumped.
@@ -33,10 +39,10 @@ _TAKE_SEQS_AND_UPDATE = (
     "'cached_tokens', COALESCE((record->'usage'->>'cached_tokens')::bigint, 0) + %s), "
     "'updated_at', %s::double precision, "
     "'provider_state', COALESCE(%s::jsonb, record->'provider_state')) "
-    "WHERE session_id = %s RETURNING next_seq"
+    "WHERE session_id = %s" + _RETURNING
 )
 _TAKE_SEQS = (
-    "UPDATE {s}.sessions SET next_seq = next_seq + %s WHERE session_id = %s RETURNING next_seq"
+    "UPDATE {s}.sessions SET next_seq = next_seq + %s WHERE session_id = %s" + _RETURNING
 )
 _NO_USAGE = Usage()
 
@@ -331,6 +337,7 @@ class PostgresSessionStorage(ISessionStorage):
     ) -> list[Message]:
         from psycopg.types.json import Jsonb
 
+        check_turn(messages, provider_state)  # InvalidText for NUL / lone surrogates
         if record_update:
             now = time.time()
             state = None if provider_state is None else Jsonb(provider_state)
@@ -340,37 +347,74 @@ class PostgresSessionStorage(ISessionStorage):
             ))  # fmt: skip
         else:
             take = (_TAKE_SEQS, (len(messages), session_id))
-        async with self._conn(what) as conn, conn.transaction():
-            # Taking the counter locks the session row until commit, so writers on any
-            # host get disjoint, increasing seq ranges and commit in seq order.
-            cur = await conn.execute(self._t(take[0]), take[1])
-            row = await cur.fetchone()
-            if row is None:
-                raise SessionNotFound(f"session {session_id!r} not found")
-            first = int(row[0]) - len(messages)
-            if pending_seq is not None:
-                await conn.execute(
+        ticket = WriteTicket()
+        try:
+            async with self._conn(what) as conn, conn.transaction():
+                stored = await self._write(conn, ticket, take, session_id, pending_seq,
+                                           messages)
+                # Past this line only the COMMIT is left: an error now may come after
+                # the server applied it.
+                ticket.commit_sent = True
+        except StorageError as exc:
+            if not ticket.commit_sent:
+                # COMMIT was never sent, so nothing of the transaction is stored.
+                raise StorageError(f"{exc} (not applied)") from None
+            # The answer to COMMIT was lost: ask the server what it did, never guess.
+            await resolve(self._connect, ticket, where=f"PostgreSQL at {self._where}",
+                          what=what, budget=self.config.pool_timeout)
+        return stored
+
+    async def _connect(self) -> Any:
+        """A fresh connection outside the pool (for resolving a lost COMMIT)."""
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(
+            self.config.dsn.get_secret_value(), **self._connect_kwargs()
+        )
+
+    async def _write(
+        self,
+        conn: Any,
+        ticket: WriteTicket,
+        take: tuple[str, tuple[Any, ...]],
+        session_id: str,
+        pending_seq: int | None,
+        messages: Sequence[Message],
+    ) -> list[Message]:
+        """The statements of one append or commit, inside its transaction."""
+        from psycopg.types.json import Jsonb
+
+        # Taking the counter locks the session row until commit, so writers on any
+        # host get disjoint, increasing seq ranges and commit in seq order.
+        cur = await conn.execute(self._t(take[0]), take[1])
+        row = await cur.fetchone()
+        if row is None:
+            raise SessionNotFound(f"session {session_id!r} not found")
+        first = int(row[0]) - len(messages)
+        ticket.xid, ticket.pid = str(row[1]), int(row[2])
+        if pending_seq is not None:
+            await conn.execute(
+                self._t(
+                    "DELETE FROM {s}.messages WHERE session_id = %s AND seq = %s "
+                    "AND status <> 'committed'"
+                ),
+                (session_id, pending_seq),
+            )
+        stored = [m.model_copy(update={"seq": first + i}) for i, m in enumerate(messages)]
+        if stored:
+            async with conn.cursor() as c:
+                await c.executemany(
                     self._t(
-                        "DELETE FROM {s}.messages WHERE session_id = %s AND seq = %s "
-                        "AND status <> 'committed'"
+                        f"INSERT INTO {{s}}.messages (session_id, {_MESSAGE_COLUMNS}) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     ),
-                    (session_id, pending_seq),
+                    [
+                        (session_id, m.seq, m.role, m.content, str(m.status),
+                         None if m.usage is None else Jsonb(m.usage.model_dump()),
+                         m.provider_message_id, m.created_at, Jsonb(m.metadata))
+                        for m in stored
+                    ],
                 )
-            stored = [m.model_copy(update={"seq": first + i}) for i, m in enumerate(messages)]
-            if stored:
-                async with conn.cursor() as c:
-                    await c.executemany(
-                        self._t(
-                            f"INSERT INTO {{s}}.messages (session_id, {_MESSAGE_COLUMNS}) "
-                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                        ),
-                        [
-                            (session_id, m.seq, m.role, m.content, str(m.status),
-                             None if m.usage is None else Jsonb(m.usage.model_dump()),
-                             m.provider_message_id, m.created_at, Jsonb(m.metadata))
-                            for m in stored
-                        ],
-                    )
         return stored
 
     async def load_messages(
