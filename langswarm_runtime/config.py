@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, 
 
 from langswarm_runtime.config_yaml import (
     ENV_PREFIX,
+    MAX_FILE_BYTES,
     Locator,
     expand_vars,
     parse_yaml,
@@ -188,14 +190,46 @@ def load_config(
     env = os.environ if environ is None else environ
     explicit = path is not None or bool(env.get("LANGSWARM_CONFIG"))
     file = Path(path) if path is not None else default_config_path(env)
+    with _no_traceback(str(file)):
+        return _load(file, explicit, env, plugins)
+
+
+@contextmanager
+def _no_traceback(source: str | None) -> Iterator[None]:
+    # The loader's limits keep these from happening; should one slip through anyway (a
+    # plugin's validator, say), the caller still gets a one-line ConfigError.
+    try:
+        yield
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise ConfigError(f"config could not be loaded ({type(exc).__name__})",
+                          file=source) from None
+
+
+def _read_text(file: Path) -> str:
+    """The file's text: at most ``MAX_FILE_BYTES`` are read, whatever its size."""
+    source = str(file)
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot read config file: {reason}", file=source) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"config file is larger than {MAX_FILE_BYTES >> 20} MiB", file=source)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("cannot read config file: not valid UTF-8", file=source,
+                          line=line) from None
+
+
+def _load(
+    file: Path, explicit: bool, env: Mapping[str, str], plugins: PluginManager | None
+) -> tuple[SwarmConfig, PluginManager]:
     source: str | None = str(file)
     if file.is_file():
-        try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            raise ConfigError(f"cannot read config file: {reason}", file=source) from None
-        data, lines = parse_yaml(text, str(file))
+        data, lines = parse_yaml(_read_text(file), str(file))
     elif explicit:
         what = "is a directory" if file.exists() else "not found"
         raise ConfigError(f"config file {what}", file=source)
@@ -234,6 +268,18 @@ def build_config(
     locator: Locator | None = None,
 ) -> tuple[SwarmConfig, PluginManager]:
     """Validate config data (a dict shaped like swarm.yaml) in both phases."""
+    with _no_traceback(source):
+        return _validate(data, plugins=plugins, environ=environ, source=source, locator=locator)
+
+
+def _validate(
+    data: Mapping[str, Any] | _FileShape,
+    *,
+    plugins: PluginManager | None,
+    environ: Mapping[str, str] | None,
+    source: str | None,
+    locator: Locator | None,
+) -> tuple[SwarmConfig, PluginManager]:
     locator = locator or Locator(source, {})
     if isinstance(data, _FileShape):
         shape = data
