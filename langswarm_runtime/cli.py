@@ -8,21 +8,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from langswarm_runtime.errors import LangSwarmError
+from langswarm_runtime.errors import InvalidMessage, LangSwarmError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 BUILTIN_COMMANDS = ("chat", "sessions", "plugins", "config", "emulator")
+#: langswarm_runtime.testing.emulator.DEFAULT_PORT (a test keeps them equal; importing it
+#: here would load the emulator on every start-up).
+EMULATOR_PORT = 8765
+
+
+class UnknownCommand(InvalidMessage):
+    """A chat line naming no known ``/command``: an error, never sent as a message."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,6 +101,16 @@ def _chat_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     )
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {value}")
+    return value
+
+
 def build_parser(plugin_commands: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="langswarm-run",
@@ -146,10 +166,20 @@ def build_parser(plugin_commands: bool = False) -> argparse.ArgumentParser:
     csub.add_parser("schema", parents=[common], help="print the JSON Schema of swarm.yaml")
 
     emu = sub.add_parser(
-        "emulator", parents=[common], help="run the loopback provider emulator (offline demos)"
+        "emulator",
+        parents=[common],
+        help=f"run the loopback provider emulator (offline demos) on port {EMULATOR_PORT}",
+        description="Serve every provider's wire API on loopback until Ctrl-C, each under "
+        "its own prefix (http://HOST:PORT/openai, /anthropic, ...); configs/offline.yaml "
+        "points every provider at the default port.",
     )
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8765)
+    emu.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    emu.add_argument(
+        "--port", type=_port, default=EMULATOR_PORT,
+        help="port (default: %(default)s; 0: any free one)",
+    )
 
     if plugin_commands:
         from langswarm_runtime.plugins import PluginManager
@@ -221,6 +251,65 @@ def _print_history(messages: Sequence[Any]) -> None:
         print(f"[{m.seq}] {m.role}: {m.content}")
 
 
+#: Chat commands; any other line starting with ``/word`` is an error, never a message.
+CHAT_COMMANDS = {
+    "/exit": "leave the chat (also /quit, Ctrl-D, Ctrl-C)",
+    "/quit": "leave the chat",
+    "/history": "show the session's committed messages",
+    "/help": "list these commands",
+}
+_COMMAND = re.compile(r"/[A-Za-z][\w-]*")
+
+
+def _command_of(line: str) -> str | None:
+    """The chat command a line is (``/history``), or None for a message. ``//text`` is the
+    message ``/text``, and ``/usr/bin is...`` is a message: only ``/word`` is a command."""
+    first = line.split(maxsplit=1)[0] if line.strip() else ""
+    return first if _COMMAND.fullmatch(first) else None
+
+
+def _known_commands() -> str:
+    return ", ".join(sorted(CHAT_COMMANDS))
+
+
+async def _read_line(prompt: str | None) -> str | None:
+    """The next input line without its newline (None at end of input), with ``prompt``
+    shown on a terminal. It is read on a daemon thread rather than the loop's executor:
+    ``asyncio.run`` joins executor threads on exit, so Ctrl-C at an idle prompt would wait
+    for the ``input()`` blocked there until Enter."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[str | None] = loop.create_future()
+
+    def deliver(result: str | None, error: BaseException | None) -> None:
+        if done.done():  # cancelled by Ctrl-C meanwhile
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def read() -> None:
+        result: str | None = None
+        error: BaseException | None = None
+        try:
+            if prompt is not None:
+                result = input(prompt)
+            else:
+                line = sys.stdin.readline()
+                result = line[:-1] if line.endswith("\n") else (line or None)
+        except EOFError:
+            result = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+            error = exc
+        try:
+            loop.call_soon_threadsafe(deliver, result, error)
+        except RuntimeError:  # the loop is gone: the chat already ended
+            pass
+
+    threading.Thread(target=read, name="langswarm-run stdin", daemon=True).start()
+    return await done
+
+
 async def _chat(args: argparse.Namespace) -> int:
     from langswarm_runtime.errors import SessionNotFound
 
@@ -230,49 +319,72 @@ async def _chat(args: argparse.Namespace) -> int:
             session = await manager.get_session(args.session, user_id=user)
             if session is None:
                 raise SessionNotFound(f"session {args.session!r} not found")
-        else:
-            session = await manager.create_session(
-                user_id=user,
-                provider=args.provider,
-                model=args.model,
-                backend=args.backend,
-                system_prompt=args.system,
-            )
-        if args.message is not None:
-            if not args.json:
-                print(f"session: {session.session_id}", file=sys.stderr)
-            await _one_turn(session, args.message, args)
-            return EXIT_OK
-        interactive = sys.stdin.isatty()
-        if interactive:
-            print(f"session: {session.session_id}  (/history, /exit or Ctrl-D to leave)")
-        elif not args.json:
+            return await _converse(session, args)
+        session = await manager.create_session(
+            user_id=user,
+            provider=args.provider,
+            model=args.model,
+            backend=args.backend,
+            system_prompt=args.system,
+        )
+        try:
+            result = await _converse(session, args)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the refusal is the error to report
+                await _forget_if_empty(manager, session)
+            raise
+        await _forget_if_empty(manager, session)
+        return result
+
+
+async def _forget_if_empty(manager: Any, session: Any) -> None:
+    """Delete a session this command created when no message was ever stored in it: its
+    first turn was refused before any provider call (empty, too large, rejected by a
+    middleware...), or the chat ended before one. A turn that reached the provider leaves
+    a stored (failed) message, and the session is kept."""
+    if not await manager.storage.load_messages(session.session_id, last=1):
+        await manager.delete_session(session.session_id, user_id=session.user_id)
+
+
+async def _converse(session: Any, args: argparse.Namespace) -> int:
+    if args.message is not None:
+        if not args.json:
             print(f"session: {session.session_id}", file=sys.stderr)
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if interactive:
-                    line = await loop.run_in_executor(None, input, "you> ")
-                else:
-                    line = await loop.run_in_executor(None, sys.stdin.readline)
-                    if line == "":
-                        break
-                    line = line.rstrip("\n")
-            except EOFError:
-                if interactive:
-                    print()
-                break
-            command = line.strip()
-            if not command and not interactive:
-                continue
-            if command in ("/exit", "/quit"):
-                break
-            if command == "/history":
-                _print_history(await session.get_history())
-                continue
-            if not command:
-                continue
-            await _one_turn(session, line, args)
+        await _one_turn(session, args.message, args)
+        return EXIT_OK
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"session: {session.session_id}  (/help, /exit, Ctrl-D or Ctrl-C to leave)")
+    elif not args.json:
+        print(f"session: {session.session_id}", file=sys.stderr)
+    while True:
+        line = await _read_line("you> " if interactive else None)
+        if line is None:
+            if interactive:
+                print()
+            break
+        if not line.strip():
+            continue
+        command = _command_of(line)
+        if command in ("/exit", "/quit"):
+            break
+        if command == "/history":
+            _print_history(await session.get_history())
+        elif command == "/help":
+            for name, text in sorted(CHAT_COMMANDS.items()):
+                print(f"{name:10} {text}")
+            print("//text     send the message /text")
+        elif command is not None:
+            message = (
+                f"unknown command {command!r} (nothing was sent); known commands: "
+                f"{_known_commands()}; start a line with // to send it as a message"
+            )
+            if not interactive:
+                raise UnknownCommand(message)
+            print(f"error: {message}", file=sys.stderr)
+        else:
+            text = line.lstrip()
+            await _one_turn(session, text[1:] if text.startswith("//") else line, args)
     return EXIT_OK
 
 
@@ -410,7 +522,8 @@ async def _config(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     from langswarm_runtime.testing.emulator import main as emulator_main
 
-    return int(emulator_main(["--host", args.host, "--port", str(args.port)]) or 0)
+    argv = ["--host", args.host, "--port", str(args.port)]
+    return int(emulator_main(argv, prog="langswarm-run emulator") or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -437,7 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # On a terminal the cursor is still after the prompt (or a half reply).
+        print("\ninterrupted" if sys.stderr.isatty() else "interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK

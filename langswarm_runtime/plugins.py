@@ -306,14 +306,21 @@ class PluginManager:
                 f"plugin {source.name!r} from package {label} has the same name as the one"
                 f" from package {other.package if other else 'unknown'}"
             )
+        if self.pm.is_registered(obj):  # a second entry point to the same module
+            return
         self._sources[source.name] = source
         self.register(obj, name=source.name, _rebuild=False)
 
     def register(self, plugin: object, name: str | None = None, *, _rebuild: bool = True) -> str:
         """Register a plugin object (a module or any object with hookimpls) by hand.
 
-        Tests and embedding code use it; the registries are rebuilt.
+        Tests and embedding code use it; the registries are rebuilt. Registering an
+        object that is already registered (say, a module its entry point loaded) is not
+        a duplicate: its existing name is returned and nothing changes.
         """
+        existing = self.pm.get_name(plugin) if self.pm.is_registered(plugin) else None
+        if existing is not None:
+            return existing
         plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
         if plugin_name not in self._sources:
             self._sources[plugin_name] = _Source(

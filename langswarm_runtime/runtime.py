@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from langswarm_runtime.errors import ConfigError
+from langswarm_runtime.providers._common import require_sdk
 from langswarm_runtime.providers.base import ContextConfig, Provider, ProviderConfig
 from langswarm_runtime.session.models import SessionBackend
 from langswarm_runtime.session.storage.base import ISessionStorage
@@ -88,6 +89,8 @@ class Runtime:
             provider = self.plugins.providers.create(
                 type_name, options, key_path=f"providers.{name}"
             )
+            if provider.sdk_module:  # found, not imported: start-up stays fast
+                require_sdk(provider.sdk_module, provider.sdk_extra, provider=name)
             provider.name = name
             self._providers[name] = provider
         context = getattr(provider.config, "context", None) or ContextConfig()

@@ -12,6 +12,7 @@ import email.utils
 import importlib
 import math
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import ModuleType
@@ -39,12 +40,15 @@ __all__ = [
     "error_for_status",
     "history_turns",
     "import_sdk",
+    "install_hint",
     "is_retryable_status",
     "is_transport_error",
     "make_usage",
     "parse_retry_after",
+    "require_sdk",
     "retry_delay",
     "scrub",
+    "sdk_available",
     "with_retries",
     "with_version_suffix",
     "without_version_suffix",
@@ -64,14 +68,42 @@ _KEYLIKE = re.compile(
 )
 
 
+def install_hint(extra: str) -> str:
+    """How to install a provider's SDK, from an index and from a source checkout."""
+    return f"pip install 'langswarm-runtime[{extra}]' (from a clone: pip install '.[{extra}]')"
+
+
 def import_sdk(module: str, extra: str) -> ModuleType:
     """Import an SDK lazily; a missing one is a ``ConfigError`` with the install hint."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ConfigError(
-            f"the {extra} provider needs its SDK: pip install 'langswarm-runtime[{extra}]'"
-        ) from None
+        raise ConfigError(f"the {extra} provider needs its SDK: {install_hint(extra)}") from None
+
+
+def sdk_available(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (only a dotted
+    name's parent packages are imported, as ``importlib.util.find_spec`` does)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules without a spec: imported already
+        return module in sys.modules
+    except ImportError:  # a parent package is missing
+        return False
+
+
+def require_sdk(module: str, extra: str | None, *, provider: str) -> None:
+    """``ConfigError`` with the install hint when the SDK of ``provider`` is not
+    installed: checked when a session is resolved, before anything is stored."""
+    if sdk_available(module):
+        return
+    top = module.split(".")[0]
+    hint = install_hint(extra) if extra else f"pip install {top}"
+    raise ConfigError(
+        f"provider {provider!r} needs the {top} SDK, which is not installed: {hint}"
+    )
 
 
 def api_key_value(key: SecretStr | None) -> str | None:

@@ -121,6 +121,8 @@ class AnthropicProvider(Provider):
     """Claude via the Messages API (hybrid) or beta message threads (native)."""
 
     supports_native = True
+    sdk_module = "anthropic"
+    sdk_extra = "anthropic"
 
     def __init__(self, config: AnthropicConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or AnthropicConfig(), name=name or "anthropic")

@@ -112,6 +112,11 @@ class Provider(ABC):
 
     #: Whether the provider can hold conversation state server-side.
     supports_native: bool = False
+    #: The SDK module the adapter imports on first use, and the extra of this package
+    #: that installs it (None for a plugin's own dependency). Found, not imported, when
+    #: a session is resolved: a missing SDK is a ConfigError before anything is stored.
+    sdk_module: str | None = None
+    sdk_extra: str | None = None
 
     def __init__(self, config: ProviderConfig, *, name: str | None = None) -> None:
         self.config = config

@@ -68,6 +68,8 @@ class CohereProvider(Provider):
     """The ``cohere`` provider: v2 chat with the whole history on every call."""
 
     supports_native = False
+    sdk_module = "cohere"
+    sdk_extra = "cohere"
 
     def __init__(self, config: CohereConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or CohereConfig(), name=name or "cohere")

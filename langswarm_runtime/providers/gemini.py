@@ -78,6 +78,8 @@ class GeminiProvider(Provider):
     """Gemini via generateContent (hybrid) or the Interactions API (native)."""
 
     supports_native = True
+    sdk_module = "google.genai"
+    sdk_extra = "gemini"
 
     def __init__(self, config: GeminiConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or GeminiConfig(), name=name or "gemini")

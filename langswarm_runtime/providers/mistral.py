@@ -86,6 +86,8 @@ class MistralProvider(Provider):
     """The ``mistral`` provider. Native mode uses the beta Conversations API."""
 
     supports_native = True
+    sdk_module = "mistralai"
+    sdk_extra = "mistral"
 
     def __init__(self, config: MistralConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or MistralConfig(), name=name or "mistral")

@@ -82,6 +82,8 @@ class OpenAIProvider(Provider):
     """The ``openai`` provider. Native mode uses the Conversations API."""
 
     supports_native = True
+    sdk_module = "openai"
+    sdk_extra = "openai"
 
     def __init__(self, config: OpenAIConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or OpenAIConfig(), name=name or "openai")

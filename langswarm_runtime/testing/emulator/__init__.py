@@ -7,6 +7,7 @@ See :mod:`langswarm_runtime.testing.emulator.server` for routing, recording and 
 from __future__ import annotations
 
 from langswarm_runtime.testing.emulator.server import (
+    DEFAULT_PORT,
     FAULT_KINDS,
     EmulatorHTTPError,
     EmulatorRequest,
@@ -25,6 +26,7 @@ from langswarm_runtime.testing.emulator.server import (
 )
 
 __all__ = [
+    "DEFAULT_PORT",
     "FAULT_KINDS",
     "EmulatorHTTPError",
     "EmulatorRequest",

@@ -1,4 +1,4 @@
-"""``python -m langswarm_runtime.testing.emulator --port 8080``."""
+"""``python -m langswarm_runtime.testing.emulator [--port N]`` (default 8765)."""
 
 from __future__ import annotations
 

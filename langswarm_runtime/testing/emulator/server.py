@@ -11,9 +11,11 @@ APIs share paths (OpenAI and Mistral both have ``/v1/chat/completions`` and
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +46,7 @@ from langswarm_runtime.testing.emulator._wire import (
 )
 
 __all__ = [
+    "DEFAULT_PORT",
     "FAULT_KINDS",
     "EmulatorHTTPError",
     "EmulatorRequest",
@@ -456,14 +459,24 @@ def _fmt_seconds(value: float) -> str:
 # ---------------------------------------------------------------------------- by hand
 
 
+#: Where ``langswarm-run emulator`` (and ``python -m langswarm_runtime.testing.emulator``)
+#: listens unless told otherwise, and where ``configs/offline.yaml`` points.
+DEFAULT_PORT = 8765
+
+
 def serve(
-    host: str = "127.0.0.1", port: int = 8080, *, print_fn: Callable[[str], None] = print
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    print_fn: Callable[[str], None] = print,
 ) -> None:
-    """Run the emulator in the foreground until Ctrl-C (for offline demos)."""
+    """Run the emulator in the foreground until Ctrl-C (for offline demos). A port that
+    cannot be bound raises ``OSError`` before anything is printed."""
     emu = ProviderEmulator(host, port).start()
     print_fn(f"provider emulator listening on {emu.base_url}")
     for provider in sorted({p for p, _, _ in iter_routes()}):
         print_fn(f"  {provider}: {emu.url(provider)}")
+    print_fn("Ctrl-C to stop")
     try:
         while True:
             time.sleep(3600)
@@ -473,11 +486,42 @@ def serve(
         emu.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m langswarm_runtime.testing.emulator [--host H] [--port N]``."""
-    parser = argparse.ArgumentParser(prog="langswarm-run emulator", description=serve.__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0-65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """``python -m langswarm_runtime.testing.emulator [--host H] [--port N]``. A busy or
+    forbidden port is one line on stderr and exit code 2."""
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m langswarm_runtime.testing.emulator",
+        description="Run the loopback provider emulator in the foreground until Ctrl-C.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT,
+        help="port (default: %(default)s; 0: any free one)",
+    )
     args = parser.parse_args(argv)
-    serve(args.host, args.port)
+    try:
+        serve(args.host, args.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (is an emulator already running? pick another with --port)"
+        print(
+            f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {reason}{hint}",
+            file=sys.stderr,
+        )
+        return 2
     return 0
