@@ -6,6 +6,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigError",
     "InvalidMessage",
+    "InvalidText",
     "LangSwarmError",
     "MessageRejected",
     "MessageTooLarge",
@@ -87,6 +88,29 @@ class InvalidMessage(LangSwarmError, ValueError):
     """A message that cannot be sent: empty, not a string, malformed."""
 
     exit_code = 2
+
+
+class InvalidText(InvalidMessage):
+    """Text that no storage can hold byte-identical: a NUL character (U+0000) or a lone
+    surrogate (U+D800..U+DFFF, not valid Unicode). Raised before anything is written.
+
+    ``field`` says where (``message``, ``user_id``, ``metadata['tags'][0]``...), ``index``
+    is the character's position in that string, ``char`` the character itself.
+    """
+
+    def __init__(self, field: str, index: int, char: str) -> None:
+        self.field = field
+        self.index = index
+        self.char = char
+        code = f"U+{ord(char):04X}"
+        if char == "\x00":
+            what = f"a NUL character ({code}), which no storage can hold"
+        else:
+            what = f"a lone surrogate {code}, which is not valid Unicode (no UTF-8 form)"
+        super().__init__(f"{field}: character {index} is {what}")
+
+    def __reduce__(self) -> tuple[type[InvalidText], tuple[str, int, str]]:
+        return (type(self), (self.field, self.index, self.char))
 
 
 class MessageTooLarge(InvalidMessage):

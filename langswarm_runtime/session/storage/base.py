@@ -40,6 +40,11 @@ class ISessionStorage(ABC):
     - Operations on an unknown session: ``append_messages``/``commit_turn`` raise
       ``SessionNotFound``; ``load_messages`` returns ``[]``.
     - Failures of the underlying store raise ``StorageError`` (never a driver exception).
+      A write that may not have reached durable storage is never reported as success.
+    - Text is stored byte-identical. Writes refuse what not every storage can hold (a NUL
+      or a lone surrogate in any string: content, ids, metadata, provider state) with
+      ``InvalidText`` before anything is written; ``langswarm_runtime.session.text``
+      has the checks (``check_record`` for records, ``check_turn`` for messages).
     """
 
     @abstractmethod

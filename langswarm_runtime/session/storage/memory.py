@@ -13,6 +13,7 @@ from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageE
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.text import check_record, check_turn
 
 __all__ = ["MemorySessionStorage"]
 
@@ -50,6 +51,9 @@ class MemorySessionStorage(ISessionStorage):
 
     async def create_session(self, record: SessionRecord) -> None:
         """Store a new session; ``StorageError`` if the id already exists."""
+        # Refuse what the persistent storages cannot hold, so code tested on memory
+        # behaves the same on them.
+        check_record(record)
         with self._lock:
             self._check_open()
             if record.session_id in self._sessions:
@@ -65,6 +69,7 @@ class MemorySessionStorage(ISessionStorage):
 
     async def save_session(self, record: SessionRecord) -> None:
         """Update a record if its version matches the stored one; bumps ``record.version``."""
+        check_record(record)
         with self._lock:
             self._check_open()
             entry = self._sessions.get(record.session_id)
@@ -124,6 +129,7 @@ class MemorySessionStorage(ISessionStorage):
         self, session_id: str, messages: Sequence[Message]
     ) -> list[Message]:
         """Append atomically; return copies with ``seq`` assigned."""
+        check_turn(messages)
         with self._lock:
             self._check_open()
             entry = self._sessions.get(session_id)
@@ -188,6 +194,7 @@ class MemorySessionStorage(ISessionStorage):
     ) -> list[Message]:
         """Remove the non-committed placeholder ``pending_seq`` and append ``messages``;
         with ``usage``/``provider_state``, update the record too (one locked step)."""
+        check_turn(messages, provider_state)
         state = copy.deepcopy(provider_state) if provider_state is not None else None
         with self._lock:
             self._check_open()

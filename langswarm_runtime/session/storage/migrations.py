@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "applied_migrations", "migrate"]
+__all__ = ["MIGRATIONS", "NewerSchema", "applied_migrations", "migrate", "newer_schema"]
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -87,6 +87,31 @@ def applied_migrations(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
 
 
+class NewerSchema(Exception):
+    """The database records migrations this release does not know (the storage turns
+    it into StorageError)."""
+
+
+def newer_schema(conn: sqlite3.Connection) -> str | None:
+    """Why this database is too new for this release (naming both schema versions), or
+    None. A database is too new when its ``user_version`` is above the number of known
+    migrations or it records a migration whose name this release does not know. Reads
+    only: nothing is written."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    applied = applied_migrations(conn)
+    known = {name for name, _ in MIGRATIONS}
+    unknown = [name for name in applied if name not in known]
+    if version <= len(MIGRATIONS) and not unknown:
+        return None
+    theirs = max(version, len(applied))
+    listed = f": unknown migrations {', '.join(unknown)}" if unknown else ""
+    return (
+        f"it was written by a newer release of langswarm-runtime (schema version "
+        f"{theirs}{listed}); this release knows schema version {len(MIGRATIONS)} (up to "
+        f"{MIGRATIONS[-1][0]}). Upgrade langswarm-runtime to use it; nothing was written"
+    )
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations; return the names applied now. ``conn`` is autocommit.
 
@@ -101,7 +126,11 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
         )
-        # Re-read under the write lock: another process may have migrated meanwhile.
+        # Re-read under the write lock: another process may have migrated meanwhile,
+        # perhaps a newer release.
+        newer = newer_schema(conn)
+        if newer is not None:
+            raise NewerSchema(newer)
         done = set(applied_migrations(conn))
         applied: list[str] = []
         for name, migration in MIGRATIONS:

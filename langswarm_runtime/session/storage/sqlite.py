@@ -34,7 +34,13 @@ from langswarm_runtime.errors import (
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
-from langswarm_runtime.session.storage.migrations import MIGRATIONS, migrate
+from langswarm_runtime.session.storage.migrations import (
+    MIGRATIONS,
+    NewerSchema,
+    migrate,
+    newer_schema,
+)
+from langswarm_runtime.session.text import check_record, check_turn, is_storable
 
 __all__ = ["SQLiteSessionStorage", "SQLiteStorageConfig"]
 
@@ -287,6 +293,11 @@ class SQLiteSessionStorage(ISessionStorage):
         self._checkpointing = False  # set on the loop, cleared by the worker when done
         self._ckpt_lock = threading.Lock()
         self._ckpt_conn: sqlite3.Connection | None = None
+        #: (st_dev, st_ino) of the database file and of its WAL, as the connection opened
+        #: them; None for ":memory:". Checked after every write (see _check_file).
+        self._identity: tuple[tuple[int, int], tuple[int, int] | None] | None = None
+        #: Why this storage refuses all further calls (its file went away), once known.
+        self._broken: str | None = None
         created = self._prepare_file()
         try:
             self._conn = self._connect(str(synchronous).upper())
@@ -356,6 +367,11 @@ class SQLiteSessionStorage(ISessionStorage):
         except sqlite3.Error as exc:
             raise self._fail(str(exc)) from None
         try:
+            # Before anything that could write (even the journal mode): a database from a
+            # newer release is refused untouched.
+            newer = newer_schema(conn)
+            if newer is not None:
+                raise self._fail(newer)
             # wal_autocheckpoint = 0: a checkpoint copies and fsyncs up to 4 MB, too long
             # for the event loop; _write schedules one on the worker thread instead.
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -369,9 +385,16 @@ class SQLiteSessionStorage(ISessionStorage):
             if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
                 migrate(conn)
             conn.execute("PRAGMA busy_timeout = 0")  # the loop fast path never waits
+            self._identity = self._file_identity()
         except sqlite3.Error as exc:
             conn.close()
             raise self._fail(str(exc)) from None
+        except NewerSchema as exc:  # found by migrate, under the write lock
+            conn.close()
+            raise self._fail(str(exc)) from None
+        except OSError as exc:
+            conn.close()
+            raise self._fail(exc.strerror or str(exc)) from None
         except BaseException:
             conn.close()
             raise
@@ -387,28 +410,85 @@ class SQLiteSessionStorage(ISessionStorage):
             )
         return StorageError(f"SQLite error on {self.db_path}: {exc}")
 
-    def _run_in_worker(self, op: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _file_identity(self) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
+        """(st_dev, st_ino) of the database file and its WAL as they are now."""
+        if self.db_path == ":memory:":
+            return None
+        st = os.stat(self.db_path)
+        try:
+            wal = os.stat(self.db_path + "-wal")
+        except FileNotFoundError:
+            return (st.st_dev, st.st_ino), None
+        return (st.st_dev, st.st_ino), (wal.st_dev, wal.st_ino)
+
+    def _check_file(self) -> None:
+        """Raise StorageError unless the write just done reached the file at db_path.
+
+        The open connection writes to the files it opened, whatever happens to the path:
+        if the database (or its WAL, where commits land first) was deleted, moved or
+        replaced, the commit went into a file nobody will ever read, or not to
+        ``db_path``. So after every write the files at the path must still be the ones
+        the connection opened: two ``os.stat`` calls, about 3 us against a turn's
+        ~100 us commit. Once this fails the storage refuses every later call.
+        """
+        want = self._identity
+        if want is None:
+            return
+        try:
+            got = self._file_identity()
+        except OSError:
+            got = None
+        if got is not None and got[0] == want[0] and want[1] in (None, got[1]):
+            if want[1] is None:
+                self._identity = got  # the WAL did not exist yet at the open
+            return
+        self._broken = (
+            f"SQLite database {self.db_path} was deleted, moved or replaced while open "
+            "(the file at that path is not the one this storage opened): the last write "
+            "may not be stored; reopen the storage"
+        )
+        raise StorageError(self._broken)
+
+    def _unusable(self) -> StorageError | None:
+        if self._closed:
+            return StorageError(f"SQLite storage {self.db_path} is closed")
+        if self._broken is not None:
+            return StorageError(self._broken)
+        return None
+
+    def _run_in_worker(self, op: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         with self._lock:
-            if self._closed:
-                raise StorageError(f"SQLite storage {self.db_path} is closed")
+            error = self._unusable()
+            if error is not None:
+                raise error
             conn = self._conn
             try:
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
                 try:
-                    return op(conn, *args)
+                    result = op(conn, *args)
                 finally:
                     conn.execute("PRAGMA busy_timeout = 0")
             except sqlite3.Error as exc:
                 raise self._translate(exc) from None
+            if write:
+                self._check_file()
+            return result
 
-    async def _call(self, op: Callable[..., T], *args: Any, worker: bool = False) -> T:
+    async def _call(
+        self, op: Callable[..., T], *args: Any, worker: bool = False, write: bool = False
+    ) -> T:
         """Run ``op(conn, *args)``: on the loop if it can finish without waiting, else on
-        a worker thread."""
-        if self._closed:
-            raise StorageError(f"SQLite storage {self.db_path} is closed")
+        a worker thread. ``write``: the op changes the database; its commit is then
+        checked to have reached the file at ``db_path`` (``_check_file``)."""
+        error = self._unusable()
+        if error is not None:
+            raise error
         if not worker and self._lock.acquire(blocking=False):
             try:
-                return op(self._conn, *args)
+                result = op(self._conn, *args)
+                if write:
+                    self._check_file()
+                return result
             except sqlite3.Error as exc:
                 if not _is_busy(exc):
                     raise self._translate(exc) from None
@@ -416,12 +496,13 @@ class SQLiteSessionStorage(ISessionStorage):
             finally:
                 self._lock.release()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._run_in_worker, op, args)
+        return await loop.run_in_executor(None, self._run_in_worker, op, args, write)
 
     # -- sessions -------------------------------------------------------------------------
 
     async def create_session(self, record: SessionRecord) -> None:
         """Store a new session; ``StorageError`` if the id already exists."""
+        check_record(record)
         params = (record.session_id, *_record_params(record), record.version)
 
         def op(conn: sqlite3.Connection) -> None:
@@ -434,10 +515,12 @@ class SQLiteSessionStorage(ISessionStorage):
             except sqlite3.IntegrityError:
                 raise StorageError(f"session already exists: {record.session_id}") from None
 
-        await self._call(op)
+        await self._call(op, write=True)
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
         """The record, or None."""
+        if not is_storable(session_id):
+            return None  # no session can have this id
 
         def op(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
             return conn.execute(  # type: ignore[no-any-return]
@@ -449,6 +532,7 @@ class SQLiteSessionStorage(ISessionStorage):
 
     async def save_session(self, record: SessionRecord) -> None:
         """Update a record if its stored version equals ``record.version``; bumps it."""
+        check_record(record)
         params = (*_record_params(record), record.session_id, record.version)
 
         def op(conn: sqlite3.Connection) -> None:
@@ -471,11 +555,13 @@ class SQLiteSessionStorage(ISessionStorage):
                 f"{row[0]}, given {record.version})"
             )
 
-        await self._call(op)
+        await self._call(op, write=True)
         record.version += 1
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete record and messages in one transaction; True if it existed."""
+        if not is_storable(session_id):
+            return False
 
         def op(conn: sqlite3.Connection) -> bool:
             conn.execute("BEGIN IMMEDIATE")
@@ -492,7 +578,7 @@ class SQLiteSessionStorage(ISessionStorage):
             return n > 0
 
         # A long history makes this a big delete: never on the loop.
-        return await self._call(op, worker=True)
+        return await self._call(op, worker=True, write=True)
 
     async def list_sessions(
         self,
@@ -504,6 +590,10 @@ class SQLiteSessionStorage(ISessionStorage):
         """Sessions, newest-updated first (ties by session id, descending)."""
         if limit < 0:
             raise StorageError(f"limit must be >= 0, got {limit}")
+        if cursor is not None and not is_storable(cursor):
+            raise StorageError(f"unknown cursor: {cursor!r}")
+        if user_id is not None and not is_storable(user_id):
+            return []  # no session can belong to this user
 
         def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             conds: list[str] = []
@@ -536,6 +626,7 @@ class SQLiteSessionStorage(ISessionStorage):
         self, session_id: str, messages: Sequence[Message]
     ) -> list[Message]:
         """Append in one transaction; return copies with ``seq`` assigned."""
+        check_turn(messages)
         return await self._write(session_id, None, messages)
 
     async def commit_turn(
@@ -549,6 +640,7 @@ class SQLiteSessionStorage(ISessionStorage):
     ) -> list[Message]:
         """Remove the non-committed placeholder ``pending_seq`` and append ``messages``
         and, with ``usage``/``provider_state``, update the record: one transaction."""
+        check_turn(messages, provider_state)
         record_update = None
         if usage is not None or provider_state is not None:
             u = usage or _NO_USAGE
@@ -564,8 +656,13 @@ class SQLiteSessionStorage(ISessionStorage):
         messages: Sequence[Message],
         record_update: tuple[Any, ...] | None = None,
     ) -> list[Message]:
+        # Callers checked the text (check_turn): nothing unstorable gets this far.
+        if not is_storable(session_id):
+            raise SessionNotFound(f"session not found: {session_id!r}")
         params = [_message_params(m) for m in messages]
-        first = await self._call(_write_turn, session_id, pending_seq, params, record_update)
+        first = await self._call(
+            _write_turn, session_id, pending_seq, params, record_update, write=True
+        )
         self._writes += 1
         if self._writes >= _CHECKPOINT_EVERY and not self._checkpointing:
             self._writes = 0
@@ -585,6 +682,8 @@ class SQLiteSessionStorage(ISessionStorage):
         session's index range: O(N), whatever the history length."""
         if last is not None and last < 0:
             raise StorageError(f"last must be >= 0, got {last}")
+        if not is_storable(session_id):
+            return []
         where = "session_id = ?"
         params: list[Any] = [session_id]
         if after_seq is not None:
@@ -631,7 +730,7 @@ class SQLiteSessionStorage(ISessionStorage):
     ) -> None:
         """Set the status of the given messages; unknown seqs or sessions are ignored."""
         seqs = list(seqs)
-        if not seqs:
+        if not seqs or not is_storable(session_id):
             return
         value = MessageStatus(status).value
         sql = (
@@ -642,7 +741,7 @@ class SQLiteSessionStorage(ISessionStorage):
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(sql, (value, session_id, *seqs))
 
-        await self._call(op)
+        await self._call(op, write=True)
 
     def _checkpoint(self) -> None:
         """Copy the WAL back into the database, on the worker thread, through a second
