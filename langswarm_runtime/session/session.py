@@ -29,6 +29,7 @@ from langswarm_runtime.session.models import (
     Usage,
 )
 from langswarm_runtime.session.tailcache import TailCache
+from langswarm_runtime.session.text import utf8_size
 
 if TYPE_CHECKING:
     from langswarm_runtime.session.storage.base import ISessionStorage
@@ -154,7 +155,9 @@ class Session:
             raise InvalidMessage(f"message must be a string, not {type(text).__name__}")
         if not text.strip():
             raise InvalidMessage("message is empty")
-        size = len(text.encode("utf-8", "surrogatepass"))
+        # Also refuses what no storage can hold byte-identical (NUL, lone surrogates):
+        # InvalidText names the character and where it is.
+        size = utf8_size(text)
         if size > self._max_bytes:
             raise MessageTooLarge(
                 f"message is {size} bytes, over the limit of {self._max_bytes} bytes"
