@@ -8,8 +8,9 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Self
 
-from langswarm_runtime.errors import ConfigError, SessionNotFound
+from langswarm_runtime.errors import ConfigError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import MessageStatus, SessionBackend, SessionRecord
+from langswarm_runtime.session.text import check_record, check_text, check_tree, is_storable
 from langswarm_runtime.session.session import Session
 
 if TYPE_CHECKING:
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
     from langswarm_runtime.session.storage.base import ISessionStorage
 
 __all__ = ["LangSwarmSessionManager", "SessionManager"]
+
+def _usable_id(value: object) -> bool:
+    """An id some session can have: a non-empty string every storage can hold."""
+    return isinstance(value, str) and bool(value) and is_storable(value)
+
 
 
 def new_session_id() -> str:
@@ -132,6 +138,11 @@ class SessionManager:
         if not isinstance(user_id, str) or not user_id:
             raise ConfigError("user_id must be a non-empty string")
         if metadata is not None and not isinstance(metadata, dict):
+        # Text no storage can hold (NUL, lone surrogates) is InvalidText, before any
+        # work; the whole record (rendered prompt included) is checked again below.
+        check_text(user_id, "user_id")
+        if metadata:
+            check_tree(metadata, "metadata")
             raise ConfigError("metadata must be a dict")
         provider_name = provider or defaults.provider
         instance, _ = self.runtime.provider_for(provider_name)
@@ -159,6 +170,7 @@ class SessionManager:
             backend=resolved_backend,
             system_prompt=system_prompt,
             metadata=dict(metadata or {}),
+        check_record(record)
             middleware=specs,
         )
         session = self._build(record)  # builds the chain before anything is stored
@@ -168,8 +180,9 @@ class SessionManager:
 
     async def get_session(self, session_id: str, user_id: str | None = None) -> Session | None:
         """The session, hydrated from storage after a restart; None when it does not exist
-        or belongs to another user (the two look the same)."""
-        if not isinstance(session_id, str) or not session_id:
+        or belongs to another user (the two look the same). An id no session can have
+        (not a string, empty, or holding a NUL or a lone surrogate) is a missing session."""
+        if not _usable_id(session_id) or (user_id is not None and not _usable_id(user_id)):
             return None
         await self.start()
         session = self._cache.get(session_id)
@@ -205,13 +218,20 @@ class SessionManager:
     async def list_sessions(
         self, user_id: str | None = None, *, limit: int = 50, cursor: str | None = None
     ) -> list[SessionRecord]:
-        """Session records, newest-updated first."""
+        """Session records, newest-updated first. A user id no session can have (see
+        ``get_session``) has none."""
+        if user_id is not None and not _usable_id(user_id):
+            return []
+        if cursor is not None and not _usable_id(cursor):
+            raise StorageError(f"unknown cursor: {cursor!r}")
         return await self.storage.list_sessions(user_id=user_id, limit=limit, cursor=cursor)
 
     async def delete_session(self, session_id: str, user_id: str | None = None) -> None:
         """Delete a session and its messages; ``SessionNotFound`` if absent or not yours."""
         record = await self.storage.load_session(session_id)
         if record is None or (user_id is not None and record.user_id != user_id):
+        if not _usable_id(session_id) or (user_id is not None and not _usable_id(user_id)):
+            raise SessionNotFound(f"session {session_id!r} not found")
             raise SessionNotFound(f"session {session_id!r} not found")
         self._cache.pop(session_id, None)
         await self.storage.delete_session(session_id)
