@@ -91,3 +91,39 @@ async def test_unreachable_at_start_names_host_without_password(pg_schema: str) 
     assert "pw-SECRET-1" not in str(info.value)
     assert "pw-SECRET-1" not in repr(info.value.__cause__ or "")
     await store.close()
+
+
+async def test_lost_commit_still_open_on_the_server_is_ended_and_reported_not_applied(
+    pg_dsn: str,
+) -> None:
+    """A half-open link: the client is gone but its server process still holds the write
+    transaction open (no FIN arrived). Resolving it ends that process, so the server
+    decides now, and reports what it decided."""
+    import psycopg
+    from langswarm_storage_postgres.outcome import WriteTicket, resolve
+
+    held = await psycopg.AsyncConnection.connect(pg_dsn)  # not autocommit: stays open
+    cur = await held.execute("SELECT pg_current_xact_id()::text, pg_backend_pid()")
+    row = await cur.fetchone()
+    assert row is not None
+    ticket = WriteTicket(xid=str(row[0]), pid=int(row[1]), commit_sent=True)
+    try:
+        with pytest.raises(StorageError, match="rolled the transaction back.*not applied"):
+            await resolve(lambda: psycopg.AsyncConnection.connect(pg_dsn, autocommit=True),
+                          ticket, where="PostgreSQL", what="commit_turn", budget=30)
+        with pytest.raises(psycopg.OperationalError):  # its server process was ended
+            await held.execute("SELECT 1")
+    finally:
+        await held.close()
+
+
+async def test_lost_commit_with_the_server_unreachable_is_reported_unknown() -> None:
+    import psycopg
+    from langswarm_storage_postgres.outcome import WriteTicket, resolve
+
+    ticket = WriteTicket(xid="1", pid=1, commit_sent=True)
+    with pytest.raises(StorageError, match="outcome unknown"):
+        await resolve(
+            lambda: psycopg.AsyncConnection.connect("host=127.0.0.1 port=9", connect_timeout=1),
+            ticket, where="PostgreSQL at 127.0.0.1:9", what="commit_turn", budget=0.5,
+        )

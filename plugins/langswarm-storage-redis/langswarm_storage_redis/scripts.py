@@ -5,11 +5,18 @@ Message members are JSON objects that always begin ``{"seq":N,"status":"S",``: t
 client sends the body after the status, and the scripts prepend the seq (assigned
 here, from the session's ``next_seq`` counter) and rewrite the status in place, so
 they never need to decode or re-encode a message.
+
+Each write of messages (APPEND, COMMIT) carries a write token, the last of its KEYS: the
+script refuses to run if that key exists, and leaves its first seq there for a minute or
+two (the token TTL, just before the bodies in ARGV). When a reply is lost, RESOLVE reads
+the token: the first seq if the write ran, else it sets the key (a fence) so the write
+can never run later, and the write is known not applied.
 """
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "COMMIT", "CREATE", "DELETE", "LIST", "SAVE", "SET_STATUS", "TAIL"]
+__all__ = ["APPEND", "COMMIT", "CREATE", "DELETE", "LIST", "RESOLVE", "SAVE", "SET_STATUS",
+           "TAIL"]
 
 # KEYS: session, all-index, user-index. ARGV: record, user_id, updated_at, version,
 # session_id, ttl (0 = none). Returns 0 if the id is taken.
@@ -86,23 +93,32 @@ if ttl > 0 then
 end
 """
 
-# KEYS: session, messages. ARGV: pending seq ('' = none), ttl, bodies...
-# Returns the first seq, or -1 if the session does not exist.
-APPEND = (
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
-    + _APPEND_CORE.format(b=3) + _TTL + "return first\n"
-)
+# A write refuses to run twice, or after RESOLVE fenced it; -1 if the session is gone.
+_WRITE_START = """
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+"""
+_WRITE_END = """
+redis.call('SET', KEYS[#KEYS], first, 'EX', ARGV[{b} - 1])
+return first
+"""
 
-# KEYS: session, messages, all-index. ARGV: pending seq, ttl, input, output and cached
-# tokens to add, provider state JSON ('' = keep), updated_at, session_id, user-index key
-# prefix, bodies... APPEND plus the session-record update of commit_turn, atomically.
+# KEYS: session, messages, write token. ARGV: pending seq ('' = none), ttl, token ttl,
+# bodies... Returns the first seq, -1 if the session does not exist, -2 if the token is
+# used.
+APPEND = _WRITE_START + _APPEND_CORE.format(b=4) + _TTL + _WRITE_END.format(b=4)
+
+# KEYS: session, messages, all-index, write token. ARGV: pending seq, ttl, input, output
+# and cached tokens to add, provider state JSON ('' = keep), updated_at, session_id,
+# user-index key prefix, token ttl, bodies... APPEND plus the session-record update of commit_turn,
+# atomically; returns like APPEND.
 # The record JSON is never decoded and re-encoded here (cjson would round timestamps):
 # usage totals live beside it in u_in/u_out/u_cached (HINCRBY, so concurrent commits
 # add up exactly; seeded from the record's own usage the first time), a replaced
 # provider state in pstate; readers overlay them, and SAVE folds them back.
 COMMIT = (
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
-    + _APPEND_CORE.format(b=10)
+    _WRITE_START
+    + _APPEND_CORE.format(b=11)
     + """
 if redis.call('HEXISTS', KEYS[1], 'u_in') == 0 then
   local usage = cjson.decode(redis.call('HGET', KEYS[1], 'record'))['usage']
@@ -121,8 +137,18 @@ redis.call('ZADD', KEYS[3], ARGV[7], ARGV[8])
 local uid = redis.call('HGET', KEYS[1], 'user_id')
 if uid then redis.call('ZADD', ARGV[9] .. uid, ARGV[7], ARGV[8]) end
 """
-    + _TTL + "return first\n"
+    + _TTL + _WRITE_END.format(b=11)
 )
+
+# KEYS: write token. ARGV: token ttl. What became of the write that carried the token:
+# its first seq (as a string) if it ran; else the token is fenced so that write can never
+# run, and 'fenced' is returned. Idempotent: asking again gives the same answer.
+RESOLVE = """
+local outcome = redis.call('GET', KEYS[1])
+if outcome then return outcome end
+redis.call('SET', KEYS[1], 'fenced', 'EX', ARGV[1])
+return 'fenced'
+"""
 
 # KEYS: messages. ARGV: status, seqs...
 SET_STATUS = """

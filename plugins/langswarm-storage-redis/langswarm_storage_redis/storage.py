@@ -10,6 +10,9 @@ Key layout (``P`` is ``key_prefix``, default ``langswarm:``)::
     P messages:<session_id>         sorted set: score = seq, member = message JSON
     P user:<user_id>                sorted set: score = updated_at, member = session_id
     P sessions                      sorted set: every session, score = updated_at
+    P write:<token>                 string: what became of one write of messages (its
+                                    first seq, or "fenced"); expires after a minute or
+                                    two (2 x socket_timeout + connect timeout + 60 s)
 
 With ``ttl_seconds`` the session hash and its messages expire together, refreshed on
 every write; index entries of expired sessions are dropped lazily by ``list_sessions``.
@@ -17,9 +20,12 @@ every write; index entries of expired sessions are dropped lazily by ``list_sess
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 import time
+import uuid
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +33,7 @@ from urllib.parse import urlsplit
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.text import check_message
 from langswarm_storage_redis import scripts
 from langswarm_storage_redis.config import RedisStorageConfig
 
@@ -36,10 +43,39 @@ __all__ = ["RedisSessionStorage"]
 _SCRIPT_CALLERS = {
     "CREATE": "create_session", "SAVE": "save_session", "DELETE": "delete_session",
     "APPEND": "append_messages", "COMMIT": "commit_turn", "SET_STATUS": "update_message_status",
-    "TAIL": "load_messages", "LIST": "list_sessions",
+    "TAIL": "load_messages", "LIST": "list_sessions", "RESOLVE": "resolving a lost reply",
 }  # fmt: skip
 #: Hash fields a record is read from (see the key layout above).
 _RECORD_FIELDS = ["record", "version", "u_in", "u_out", "u_cached", "pstate", "updated_at"]
+
+
+class _Attempt:
+    """Whether the current write's request has started on its way to the server."""
+
+    sent = False
+
+
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "langswarm_redis_attempt", default=None
+)
+
+
+def _tracking(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` that marks the current ``_Attempt`` sent once it is connected
+    and about to write: a failure before that point (refused, unreachable) is known not
+    to have reached the server, one after it is not."""
+
+    class Tracking(connection_class):  # type: ignore[misc]
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            if not self.is_connected:
+                await self.connect()
+            attempt = _ATTEMPT.get()
+            if attempt is not None:
+                attempt.sent = True
+            await super().send_packed_command(command, check_health)
+
+    Tracking.__name__ = Tracking.__qualname__ = f"Tracking{connection_class.__name__}"
+    return Tracking
 
 
 class RedisSessionStorage(ISessionStorage):
@@ -58,6 +94,9 @@ class RedisSessionStorage(ISessionStorage):
         self.config = config
         self._p = config.key_prefix
         self._ttl = config.ttl_seconds or 0
+        # A write token must outlive the resolution of a lost reply: noticed at most
+        # socket_timeout after the write ran, resolved within the next connect + read.
+        self._token_ttl = int(2 * config.socket_timeout + config.socket_connect_timeout) + 60
         self._where = _describe(config.url.get_secret_value())
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
@@ -76,6 +115,9 @@ class RedisSessionStorage(ISessionStorage):
 
     def _k_user(self, uid: str) -> str:
         return f"{self._p}user:{uid}"
+
+    def _k_write(self, token: str) -> str:
+        return f"{self._p}write:{token}"
 
     @property
     def _k_all(self) -> str:
@@ -102,6 +144,8 @@ class RedisSessionStorage(ISessionStorage):
                 # StorageError and the turn is retried (or not) at the session level.
                 retry=Retry(NoBackoff(), 0),
             )
+            pool = self._client.connection_pool
+            pool.connection_class = _tracking(pool.connection_class)
             self._scripts = {
                 name: self._client.register_script(getattr(scripts, name))
                 for name in scripts.__all__
@@ -112,6 +156,64 @@ class RedisSessionStorage(ISessionStorage):
         self._get_client()
         with self._translate(_SCRIPT_CALLERS[name]):
             return await self._scripts[name](keys=keys, args=args)
+
+    async def _write(self, name: str, keys: list[str], args: list[Any]) -> int:
+        """Run a write of messages (``APPEND`` or ``COMMIT``) under a fresh write token;
+        the first seq it assigned, or -1 if the session does not exist.
+
+        When the connection fails after the request went out, the reply is lost but the
+        script may have run: RESOLVE asks the server and the answer is the truth."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        what = _SCRIPT_CALLERS[name]
+        token = self._k_write(uuid.uuid4().hex)
+        attempt = _Attempt()
+        reset = _ATTEMPT.set(attempt)
+        try:
+            self._get_client()
+            with self._translate(what):
+                try:
+                    first = int(await self._scripts[name](keys=[*keys, token], args=args))
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    if not attempt.sent:
+                        raise
+                else:
+                    if first == -2:  # the token was used: impossible for a fresh uuid4
+                        raise StorageError(f"{what}: write token {token} already used")
+                    return first
+        except StorageError as exc:
+            # Refused, unreachable, or a server-side error: the script did not run.
+            raise StorageError(f"{exc} (not applied)") from None
+        finally:
+            _ATTEMPT.reset(reset)
+        return await self._resolve(token, what)
+
+    async def _resolve(self, token: str, what: str) -> int:
+        """The first seq of the write that carried ``token``, asked of the server (it is
+        fenced if it has not run, so it never will); StorageError if it was not applied,
+        or if the server cannot be asked in time."""
+        loop = asyncio.get_running_loop()
+        budget = self.config.socket_connect_timeout + self.config.socket_timeout
+        deadline = loop.time() + budget
+        while True:
+            try:
+                outcome = await self._run("RESOLVE", [token], [self._token_ttl])
+                break
+            except StorageError:
+                if loop.time() >= deadline:
+                    raise StorageError(
+                        f"Redis at {self._where}: {what}: outcome unknown: the connection "
+                        "was lost after the write was sent and the server could not be "
+                        f"asked within {budget:g}s whether it ran"
+                    ) from None
+                await asyncio.sleep(0.1)
+        if outcome == "fenced":
+            raise StorageError(
+                f"Redis at {self._where}: {what} failed: the connection was lost and the "
+                "server had not run the write (now fenced off), so it was not applied"
+            )
+        return int(outcome)
 
     @contextlib.contextmanager
     def _translate(self, what: str) -> Iterator[None]:
@@ -249,11 +351,12 @@ class RedisSessionStorage(ISessionStorage):
         u = usage or Usage()
         state = "" if provider_state is None else json.dumps(provider_state, separators=(",", ":"))
         pending = "" if pending_seq is None else str(pending_seq)
-        first = await self._run(
+        first = await self._write(
             "COMMIT",
             [self._k_session(session_id), self._k_messages(session_id), self._k_all],
             [pending, self._ttl, u.input_tokens, u.output_tokens, u.cached_tokens, state,
-             repr(time.time()), session_id, self._k_user(""), *(_body(m) for m in messages)],
+             repr(time.time()), session_id, self._k_user(""), self._token_ttl,
+             *(_body(m) for m in messages)],
         )  # fmt: skip
         if first == -1:
             raise SessionNotFound(f"session {session_id!r} not found")
@@ -262,10 +365,10 @@ class RedisSessionStorage(ISessionStorage):
     async def _append(
         self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
     ) -> list[Message]:
-        first = await self._run(
+        first = await self._write(
             "APPEND",
             [self._k_session(session_id), self._k_messages(session_id)],
-            ["" if pending_seq is None else str(pending_seq), self._ttl,
+            ["" if pending_seq is None else str(pending_seq), self._ttl, self._token_ttl,
              *(_body(m) for m in messages)],
         )
         if first == -1:
@@ -338,6 +441,7 @@ def _record_from(row: Sequence[str | None]) -> SessionRecord:
 
 def _body(message: Message) -> str:
     """A message's JSON after ``{"seq":N,`` (the script adds that), status first."""
+    check_message(message)  # InvalidText: a lone surrogate would make the JSON unreadable
     fields = message.model_dump(mode="json", exclude={"seq", "status"})
     text = json.dumps({"status": str(message.status), **fields}, separators=(",", ":"))
     return text[1:]

@@ -76,3 +76,29 @@ async def test_turn_fails_mid_way_and_next_turn_succeeds(
         committed = [m for m in everything if m.status is MessageStatus.COMMITTED]
         assert len(committed) == 4
         assert all(m.content != "two" for m in committed)
+
+
+async def test_a_write_fenced_by_resolution_never_runs(storage: RedisSessionStorage) -> None:
+    """RESOLVE on a write that has not run fences its token: should the request still
+    reach the server later, the script refuses to run, so "not applied" stays true."""
+    await storage.create_session(SessionRecord(session_id="s", user_id="u", provider="echo"))
+    token = storage._k_write("late")
+    with pytest.raises(StorageError, match="not applied"):
+        await storage._resolve(token, "append_messages")
+    body = '"status":"committed","role":"user","content":"late"}'
+    keys = [storage._k_session("s"), storage._k_messages("s"), token]
+    assert await storage._run("APPEND", keys, ["", 0, 60, body]) == -2
+    assert await storage.load_messages("s") == []
+    with pytest.raises(StorageError, match="not applied"):  # and asking again agrees
+        await storage._resolve(token, "append_messages")
+
+
+async def test_write_to_an_unreachable_server_is_known_not_applied(key_prefix: str) -> None:
+    """Refused before anything was sent: a plain failure, no resolution needed."""
+    store = RedisSessionStorage(url="redis://127.0.0.1:9/0", key_prefix=key_prefix,
+                                socket_connect_timeout=1)
+    try:
+        with pytest.raises(StorageError, match=r"append_messages failed.*\(not applied\)$"):
+            await store.append_messages("s", [Message(role="user", content="x")])
+    finally:
+        await store.close()

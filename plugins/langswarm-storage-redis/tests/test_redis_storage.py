@@ -90,14 +90,20 @@ async def test_key_layout_and_delete(storage: RedisSessionStorage, redis_url: st
     await storage.append_messages("s1", [Message(role="user", content="hi")])
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        keys = sorted(await client.keys(key_prefix + "*"))
         p = key_prefix
-        assert keys == sorted([f"{p}session:s1", f"{p}messages:s1", f"{p}user:alice",
-                               f"{p}sessions"])
+        keys = sorted(await client.keys(key_prefix + "*"))
+        tokens = [k for k in keys if k.startswith(f"{p}write:")]
+        assert sorted(set(keys) - set(tokens)) == sorted(
+            [f"{p}session:s1", f"{p}messages:s1", f"{p}user:alice", f"{p}sessions"]
+        )
+        # The append's write token: its first seq, nothing of the session, soon gone.
+        (token,) = tokens
+        assert await client.get(token) == "1"
+        assert 0 < await client.ttl(token) <= 2 * 5 + 5 + 60
         assert await client.type(f"{p}messages:s1") == "zset"
         assert await client.hget(f"{p}session:s1", "next_seq") == "2"
         assert await storage.delete_session("s1")
-        assert await client.keys(key_prefix + "*") == []
+        assert await client.keys(key_prefix + "*") == [token]
     finally:
         await client.aclose()
 
