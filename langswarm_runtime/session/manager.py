@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from langswarm_runtime.errors import ConfigError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import MessageStatus, SessionBackend, SessionRecord
-from langswarm_runtime.session.text import check_record, check_text, check_tree, is_storable
 from langswarm_runtime.session.session import Session
+from langswarm_runtime.session.text import check_record, check_text, check_tree, is_storable
 
 if TYPE_CHECKING:
     from langswarm_runtime.config import SwarmConfig
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LangSwarmSessionManager", "SessionManager"]
 
+
 def _usable_id(value: object) -> bool:
     """An id some session can have: a non-empty string every storage can hold."""
     return isinstance(value, str) and bool(value) and is_storable(value)
-
 
 
 def new_session_id() -> str:
@@ -138,12 +138,12 @@ class SessionManager:
         if not isinstance(user_id, str) or not user_id:
             raise ConfigError("user_id must be a non-empty string")
         if metadata is not None and not isinstance(metadata, dict):
+            raise ConfigError("metadata must be a dict")
         # Text no storage can hold (NUL, lone surrogates) is InvalidText, before any
         # work; the whole record (rendered prompt included) is checked again below.
         check_text(user_id, "user_id")
         if metadata:
             check_tree(metadata, "metadata")
-            raise ConfigError("metadata must be a dict")
         provider_name = provider or defaults.provider
         instance, _ = self.runtime.provider_for(provider_name)
         resolved_model = model or self.runtime.default_model(provider_name, instance)
@@ -170,9 +170,9 @@ class SessionManager:
             backend=resolved_backend,
             system_prompt=system_prompt,
             metadata=dict(metadata or {}),
-        check_record(record)
             middleware=specs,
         )
+        check_record(record)
         session = self._build(record)  # builds the chain before anything is stored
         await self.storage.create_session(record)
         self._remember(session)
@@ -228,10 +228,10 @@ class SessionManager:
 
     async def delete_session(self, session_id: str, user_id: str | None = None) -> None:
         """Delete a session and its messages; ``SessionNotFound`` if absent or not yours."""
-        record = await self.storage.load_session(session_id)
-        if record is None or (user_id is not None and record.user_id != user_id):
         if not _usable_id(session_id) or (user_id is not None and not _usable_id(user_id)):
             raise SessionNotFound(f"session {session_id!r} not found")
+        record = await self.storage.load_session(session_id)
+        if record is None or (user_id is not None and record.user_id != user_id):
             raise SessionNotFound(f"session {session_id!r} not found")
         self._cache.pop(session_id, None)
         await self.storage.delete_session(session_id)
