@@ -310,10 +310,10 @@ def _validate(
                 key_path="defaults.provider",
             )
         if defaults.system_prompt:
-            from langswarm_runtime.templating import compile_template
+            from langswarm_runtime.templating import check_template
 
             try:
-                compile_template(defaults.system_prompt)
+                check_template(defaults.system_prompt)
             except ConfigError as exc:
                 raise ConfigError(exc.message, key_path="defaults.system_prompt") from None
     except ConfigError as exc:
