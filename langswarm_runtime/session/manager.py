@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Self
 
@@ -159,7 +158,6 @@ class SessionManager:
                 metadata=metadata or {},
                 model=resolved_model,
                 provider=provider_name,
-                now=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             )
         specs = self.runtime.middleware_specs(provider_name)
         record = SessionRecord(
