@@ -3,7 +3,9 @@
 Each migration runs once per schema and is recorded in ``langswarm_migrations``. Never
 edit a released migration: add a new one. All of them run in one transaction under a
 transaction-level advisory lock keyed on the schema name, so two processes starting at
-once do not race: the second waits, then finds everything applied.
+once do not race: the second waits, then finds everything applied. A schema that records
+a migration this version does not know was written by a newer version: it is refused,
+before anything is written, rather than used by code that does not know its shape.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-__all__ = ["MIGRATIONS", "migrate"]
+from langswarm_runtime.errors import StorageError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
 #: (version, name, statements). ``{s}`` is replaced by the quoted schema name.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -60,8 +64,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 ]
 
 
+#: The schema version this package writes: its newest migration.
+SCHEMA_VERSION = max(version for version, _, _ in MIGRATIONS)
+
+
 async def migrate(conn: AsyncConnection[Any], schema: str) -> list[int]:
-    """Bring ``schema`` up to date; return the versions applied now (empty if none)."""
+    """Bring ``schema`` up to date; return the versions applied now (empty if none).
+
+    ``StorageError`` naming both versions if the schema is newer than this package."""
     s = sql.Identifier(schema)
     applied_now: list[int] = []
     async with conn.transaction():
@@ -80,6 +90,14 @@ async def migrate(conn: AsyncConnection[Any], schema: str) -> list[int]:
             sql.SQL("SELECT version FROM {}.langswarm_migrations").format(s)
         )
         done = {row[0] for row in await cur.fetchall()}
+        unknown = done - {version for version, _, _ in MIGRATIONS}
+        if unknown:  # raised inside the transaction: whatever ran above is rolled back
+            raise StorageError(
+                f"PostgreSQL schema {schema!r} is at schema version {max(done)}, newer than "
+                f"this langswarm-storage-postgres (schema version {SCHEMA_VERSION}; unknown "
+                f"migrations {sorted(unknown)}): upgrade langswarm-storage-postgres to use "
+                "it; it was not opened"
+            )
         for version, name, statements in MIGRATIONS:
             if version in done:
                 continue

@@ -162,6 +162,44 @@ async def test_migrations_concurrent_start_and_recorded(
         ]
 
 
+async def test_schema_of_a_newer_version_is_refused_before_anything_is_written(
+    storage_factory: Callable[..., Any], pg_dsn: str, pg_schema: str
+) -> None:
+    from langswarm_storage_postgres.migrations import SCHEMA_VERSION
+
+    old = storage_factory()
+    await old.create_session(_rec("kept"))
+    await old.close()
+    newer = SCHEMA_VERSION + 1
+    async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
+        await conn.execute(
+            f'INSERT INTO "{pg_schema}".langswarm_migrations (version, name) '
+            "VALUES (%s, 'from_the_future')", (newer,),
+        )
+
+        async def snapshot() -> list[Any]:
+            cur = await conn.execute(
+                f'SELECT (SELECT count(*) FROM "{pg_schema}".sessions), '
+                f'(SELECT count(*) FROM "{pg_schema}".messages), '
+                f'(SELECT array_agg(version ORDER BY version) '
+                f'FROM "{pg_schema}".langswarm_migrations), '
+                "(SELECT count(*) FROM information_schema.tables WHERE table_schema = %s)",
+                (pg_schema,),
+            )
+            return list(await cur.fetchone() or [])
+
+        before = await snapshot()
+        store = storage_factory()
+        version_words = rf"schema version {newer}\b.*schema version {SCHEMA_VERSION}\b"
+        with pytest.raises(StorageError, match=version_words):
+            await store.open()
+        with pytest.raises(StorageError, match=version_words):  # and on every later use
+            await store.create_session(_rec("new"))
+        with pytest.raises(StorageError, match=version_words):
+            await store.append_messages("kept", [Message(role="user", content="x")])
+        assert await snapshot() == before
+
+
 def test_config_validation_and_secret() -> None:
     cfg = PostgresStorageConfig.model_validate(
         {"type": "postgres", "dsn": "postgresql://app:hunter2@db:5432/x", "schema": "app"}
