@@ -28,11 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, 
 
 from langswarm_runtime.config_yaml import (
     ENV_PREFIX,
+    MAX_DEPTH,
     MAX_FILE_BYTES,
     Locator,
     expand_vars,
     parse_yaml,
     read_settings,
+    too_deep,
 )
 from langswarm_runtime.errors import ConfigError
 from langswarm_runtime.plugins import PluginManager
@@ -284,6 +286,11 @@ def _validate(
     if isinstance(data, _FileShape):
         shape = data
     else:
+        if too_deep(data):  # a file cannot be (the loader stops it), a dict built in code can
+            raise ConfigError(
+                f"config nested more than {MAX_DEPTH} levels deep (or contains itself)",
+                file=source,
+            )
         try:
             shape = _FileShape.model_validate(dict(data))
         except ValidationError as exc:

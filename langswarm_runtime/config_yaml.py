@@ -37,6 +37,7 @@ __all__ = [
     "expand_vars",
     "parse_yaml",
     "read_settings",
+    "too_deep",
 ]
 
 ENV_PREFIX = "LANGSWARM_"
@@ -524,6 +525,11 @@ def _check_overrides(environ: Mapping[str, str], file: str | None) -> None:
                 f"environment variable {var}: JSON nested more than {MAX_DEPTH} levels deep",
                 file=file,
             )
+
+
+def too_deep(value: Any) -> bool:
+    """Mappings and lists nested past ``MAX_DEPTH`` (or containing themselves)."""
+    return _depth(value) > MAX_DEPTH
 
 
 def _depth(value: Any) -> int:
