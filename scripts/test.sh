@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need (core with all provider SDKs, the plugin packages)
-# and run every check: ruff, mypy, then the tests of the core (README examples included)
-# and of each plugin package.
+# and run every check: ruff, mypy, the strict build of the user guide, then the tests of
+# the core (the examples of README.md and docs/ included) and of each plugin package.
 # Each suite runs in its own pytest process, because each one pins which installed
 # plugins may load (LANGSWARM_LOAD_PLUGINS). Extra arguments go to every pytest run.
 set -uo pipefail
@@ -18,6 +18,12 @@ status=0
 echo "=== lint"
 "$PY" -m ruff check . || status=1
 "$PY" -m mypy langswarm_runtime || status=1
+echo "=== docs"
+# The user guide, built for real with warnings (broken links, anchors) as errors
+# (not --quiet: it hides the warnings, and then --strict has none to fail on).
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --site-dir "$site" || status=1
+rm -rf "$site"
 for suite in tests plugins/*/tests; do
   echo "=== $suite"
   (cd "$(dirname "$suite")" && "$PY" -m pytest "$(basename "$suite")" "$@") || status=1
