@@ -15,6 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from enum import IntEnum
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -35,7 +36,10 @@ from langswarm_runtime.session.models import Message, Usage
 __all__ = [
     "RETRY_AFTER_CAP",
     "SUMMARY_PREFIX",
+    "Phase",
+    "StreamOrder",
     "api_key_value",
+    "chat_chunk_phase",
     "chat_messages",
     "error_for_status",
     "history_turns",
@@ -243,6 +247,86 @@ async def with_retries(
         after = mapped.retry_after if isinstance(mapped, ProviderRateLimited) else None
         await asyncio.sleep(retry_delay(after, attempt, cap=retry_after_cap))
         attempt += 1
+
+
+# ------------------------------------------------------------------------ stream order
+
+
+class Phase(IntEnum):
+    """Where an event belongs in a reply's stream (see :class:`StreamOrder`)."""
+
+    OPEN = 0  #: the opening event (Responses ``response.created``, Anthropic ``message_start``)
+    BODY = 1  #: content and anything else between the opening and the end
+    END = 2  #: the terminal event (``response.completed``, a chunk with ``finish_reason``)
+    TRAILER = 3  #: allowed once after the end (Chat Completions' usage-only chunk)
+
+
+class StreamOrder:
+    """Checks, event by event, that a streamed reply arrives in its wire's order: the
+    opening event first and once (on wires that have one), content after it, one
+    terminal event, at most one trailer after that; and, at ``close()``, that the
+    terminal event came. Anything else raises ``ProviderBadResponse``, as does an event
+    the SDK could not parse (``kind`` None): a reply put together from such a stream is
+    not the reply the model gave, so it must never be committed.
+
+    ``phases`` maps event types to their phase (unlisted types are BODY); the wire opens
+    with an event when one is mapped to OPEN. ``end`` names the terminal event in the
+    error (default: the first type mapped to END)."""
+
+    def __init__(
+        self, provider: str, phases: Mapping[str, Phase] | None = None, *, end: str | None = None
+    ) -> None:
+        self.provider = provider
+        self._phases = dict(phases or {})
+        ends = [kind for kind, phase in self._phases.items() if phase is Phase.END]
+        self.end = end or (ends[0] if ends else "the terminal event")
+        self._at: Phase | None = None if Phase.OPEN in self._phases.values() else Phase.OPEN
+
+    def see(self, kind: str | None, phase: Phase | None = None) -> None:
+        """Record one event (its phase from ``phases`` unless given); raise if it cannot
+        come now."""
+        if kind is None:
+            raise ProviderBadResponse("stream event could not be parsed", provider=self.provider)
+        if phase is None:
+            phase = self._phases.get(kind, Phase.BODY)
+        at = self._at
+        if at is None:
+            ok, why = phase is Phase.OPEN, "before the opening event"
+        elif phase is Phase.OPEN:
+            ok, why = False, "a second opening event" if at is Phase.OPEN else "after content"
+        elif phase is Phase.TRAILER:
+            ok, why = at is Phase.END, "before the end" if at < Phase.END else "a second trailer"
+        else:  # BODY or END: the reply must still be open
+            ok, why = at < Phase.END, "after the end of the reply"
+        if not ok:
+            raise ProviderBadResponse(
+                f"stream event {kind!r} out of sequence: {why}", provider=self.provider
+            )
+        self._at = phase
+
+    @property
+    def ended(self) -> bool:
+        return self._at is not None and self._at >= Phase.END
+
+    def close(self) -> None:
+        """The stream is over: raise unless its terminal event came."""
+        if not self.ended:
+            raise ProviderBadResponse(
+                f"stream ended before its terminal event ({self.end})", provider=self.provider
+            )
+
+
+def chat_chunk_phase(chunk: Any) -> tuple[str, Phase]:
+    """(what it is, its phase) for a Chat Completions stream chunk (OpenAI, Mistral and
+    compatible servers): the chunk that finishes choice 0 ends the reply, a chunk with
+    no choices but usage (what ``include_usage`` adds) is the trailer, and any other is
+    content (Azure's first chunk has no choices and no usage)."""
+    choices = chunk.choices or []
+    if any(c.index == 0 and c.finish_reason is not None for c in choices):
+        return "finishing chunk", Phase.END
+    if not choices and chunk.usage is not None:
+        return "usage chunk", Phase.TRAILER
+    return "content chunk", Phase.BODY
 
 
 # ------------------------------------------------------------------------ usage, history

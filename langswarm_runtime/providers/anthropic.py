@@ -34,6 +34,8 @@ from langswarm_runtime.errors import (
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
     RETRY_AFTER_CAP,
+    Phase,
+    StreamOrder,
     api_key_value,
     chat_messages,
     error_for_status,
@@ -63,6 +65,8 @@ _REPLAY_CODES = frozenset(
 #: Provider-state key of the reply the next turn continues from (namespaced: another
 #: provider's adapter never mistakes it for its own).
 STATE_KEY = "anthropic_previous_message_id"
+#: How Messages stream events are ordered (see ``StreamOrder``); the rest are BODY.
+_PHASES = {"message_start": Phase.OPEN, "message_stop": Phase.END}
 
 
 class AnthropicConfig(ProviderConfig):
@@ -332,29 +336,31 @@ class AnthropicProvider(Provider):
         model: str | None = None
         usage: Any = None
         output_tokens = 0
-        finished = False
+        order = StreamOrder(self.name, _PHASES)
         try:
             async for event in events:
                 kind = getattr(event, "type", None)
+                order.see(kind)
+                # The SDK builds events without validating them: check what the reply needs.
                 if kind == "message_start":
-                    message_id, model, usage = (
-                        event.message.id,
-                        event.message.model,
-                        event.message.usage,
-                    )
+                    message = getattr(event, "message", None)
+                    message_id = getattr(message, "id", None)
+                    if not isinstance(message_id, str) or not message_id:
+                        raise ProviderBadResponse("message_start without an id", provider=self.name)
+                    model, usage = getattr(message, "model", None), getattr(message, "usage", None)
                 elif kind == "content_block_delta" and event.delta.type == "text_delta":
-                    parts.append(event.delta.text)
-                    yield event.delta.text
+                    text = getattr(event.delta, "text", None)
+                    if not isinstance(text, str):
+                        raise ProviderBadResponse("text_delta without text", provider=self.name)
+                    parts.append(text)
+                    yield text
                 elif kind == "message_delta" and event.usage is not None:
                     output_tokens = event.usage.output_tokens or output_tokens
-                elif kind == "message_stop":
-                    finished = True
+            order.close()
         except Exception as exc:  # noqa: BLE001 - mapped, never leaked
             raise self._map(exc) from None
         finally:
             await events.close()
-        if not finished:
-            raise ProviderBadResponse("stream ended before message_stop", provider=self.name)
         total = self._usage(usage)
         if output_tokens:  # message_start carries a placeholder; message_delta the count
             total = Usage(

@@ -9,10 +9,12 @@ The SDK is imported when the first client is built, never at module import.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from functools import cache
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -27,6 +29,8 @@ from langswarm_runtime.errors import (
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
+    Phase,
+    StreamOrder,
     api_key_value,
     chat_messages,
     error_for_status,
@@ -225,44 +229,42 @@ class CohereProvider(Provider):
     async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
         client = self.client()
         args = self._arguments(request)
+        async with contextlib.AsyncExitStack() as opened:
 
-        async def open_stream() -> tuple[Any, Any]:
-            # The status arrives with the first event: read it inside the retry loop.
-            events = client.chat_stream(**args)
-            try:
-                first = await events.__anext__()
-            except StopAsyncIteration:
-                first = None
-            except BaseException:
-                await events.aclose()
-                raise
-            return events, first
+            async def open_stream() -> Any:
+                # The status arrives with the response head: open it inside the retry loop.
+                raw = client.with_raw_response.chat_stream(**args)
+                return await opened.enter_async_context(raw)
 
-        events, first = await self._guard(
-            with_retries(open_stream, max_retries=self.config.max_retries, classify=self._map_error)
-        )
-        parts: list[str] = []
-        reply_id: str | None = None
-        end: Any = None
-        try:
-            event = first
-            while event is not None:
-                kind = getattr(event, "type", None)
+            raw = await self._guard(
+                with_retries(
+                    open_stream, max_retries=self.config.max_retries, classify=self._map_error
+                )
+            )
+            events = self._events(raw.response)
+            opened.push_async_callback(events.aclose)
+            order = StreamOrder(self.name, _PHASES)
+            parts: list[str] = []
+            reply_id: str | None = None
+            end: Any = None
+            while (event := await self._guard(_next(events))) is not None:
+                kind = event.type
+                order.see(kind)
                 if kind == "message-start":
-                    reply_id = getattr(event, "id", None)
+                    reply_id = event.id
+                    if not reply_id:
+                        raise ProviderBadResponse("message-start without an id", provider=self.name)
                 elif kind == "content-delta":
                     content = getattr(getattr(event.delta, "message", None), "content", None)
                     text = getattr(content, "text", None)
+                    if not isinstance(text, str):
+                        raise ProviderBadResponse("content-delta without text", provider=self.name)
                     if text:
                         parts.append(text)
                         yield text
                 elif kind == "message-end":
-                    end = getattr(event, "delta", None)
-                event = await self._guard(_next(events))
-        finally:
-            await events.aclose()
-        if end is None:
-            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+                    end = event.delta
+            order.close()
         if getattr(end, "error", None) or getattr(end, "finish_reason", None) == "ERROR":
             error = scrub(str(getattr(end, "error", None) or "finish_reason ERROR"), self._key())
             raise ProviderBadResponse(f"generation failed: {error}", provider=self.name)
@@ -272,6 +274,50 @@ class CohereProvider(Provider):
             provider_message_id=reply_id,
             model=args["model"],
         )
+
+    async def _events(self, response: Any) -> AsyncGenerator[Any, None]:
+        """The stream's events, read with the SDK's own SSE reader and event types, but
+        strictly: the SDK's iterator skips an event it cannot validate and turns one that
+        is not JSON into an empty ``message-start``, which would commit a shorter reply
+        with no id. Here either is a ``ProviderBadResponse``. An event type this SDK does
+        not know is skipped, as the SDK does, so newer API events do not break a turn."""
+        sdk = import_sdk("cohere", "cohere")
+        event_source = import_sdk("cohere.core.http_sse", "cohere").EventSource
+        parse = import_sdk("cohere.core", "cohere").parse_obj_as
+        async for sse in event_source(response).aiter_sse():
+            if sse.data == "[DONE]":
+                return
+            if not sse.data:
+                continue
+            event = problem = None
+            try:
+                data = json.loads(sse.data)
+            except ValueError:
+                data = None
+            kind = data.get("type") if isinstance(data, dict) else None
+            if not isinstance(kind, str):
+                problem = "stream event was not a JSON object with a type"
+            elif kind not in _event_types():
+                continue
+            else:
+                try:
+                    event = parse(sdk.V2ChatStreamResponse, data)
+                except ValidationError:
+                    problem = f"stream event {kind!r} did not match the API schema"
+            if problem is not None:  # raised here, not in a handler: nothing of the SDK chained
+                raise ProviderBadResponse(problem, provider=self.name)
+            yield event
+
+
+#: How Cohere's stream events are ordered (see ``StreamOrder``); the rest are BODY.
+_PHASES = {"message-start": Phase.OPEN, "message-end": Phase.END}
+
+
+@cache
+def _event_types() -> frozenset[str]:
+    """The ``type`` of every stream event the installed SDK knows."""
+    union = get_args(import_sdk("cohere", "cohere").V2ChatStreamResponse)[0]
+    return frozenset(cls.model_fields["type"].default for cls in get_args(union))
 
 
 def _api_error() -> Any:

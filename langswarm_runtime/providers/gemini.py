@@ -36,6 +36,8 @@ from langswarm_runtime.errors import (
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
     RETRY_AFTER_CAP,
+    Phase,
+    StreamOrder,
     api_key_value,
     error_for_status,
     history_turns,
@@ -60,6 +62,8 @@ __all__ = ["STATE_KEY", "GeminiConfig", "GeminiProvider"]
 STATE_KEY = "gemini_interaction_id"
 _VERSION = re.compile(r"/(v\d+[a-z0-9]*)$")
 _END = object()
+#: How Interactions stream events are ordered (see ``StreamOrder``); the rest are BODY.
+_INTERACTION_PHASES = {"interaction.created": Phase.OPEN, "interaction.completed": Phase.END}
 T = TypeVar("T")
 
 
@@ -346,34 +350,47 @@ class GeminiProvider(Provider):
         parts: list[str] = []
         last = None
         chunk = first
+        # No opening event; the chunk that finishes candidate 0 is the end, and only a
+        # chunk without candidates (usage alone) may follow it.
+        order = StreamOrder(self.name, end="a chunk with finishReason")
         while chunk is not _END:
+            if not chunk.candidates:
+                order.see("chunk without candidates", Phase.TRAILER if order.ended else Phase.BODY)
+            elif chunk.candidates[0].finish_reason is not None:
+                order.see("finishing chunk", Phase.END)
+            else:
+                order.see("content chunk", Phase.BODY)
             last = chunk
             text = chunk.text
             if text:
                 parts.append(text)
                 yield text
             chunk = await anext(chunks, _END)
-        if last is None or last.usage_metadata is None:
-            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        order.close()
         yield self._from_response(last, "".join(parts))
 
     async def _stream_native(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
         events = await self._interaction(request, stream=True)
         parts: list[str] = []
         final = None
+        order = StreamOrder(self.name, _INTERACTION_PHASES)
         async for event in events:
+            # The SDK passes an event it could not decode on as its raw text: kind None.
             kind = getattr(event, "event_type", None)
+            order.see(kind)
             if kind == "step.delta" and getattr(event.delta, "type", None) == "text":
-                parts.append(event.delta.text)
-                yield event.delta.text
+                text = getattr(event.delta, "text", None)
+                if not isinstance(text, str):
+                    raise ProviderBadResponse("text delta without text", provider=self.name)
+                parts.append(text)
+                yield text
             elif kind == "interaction.completed":
                 final = event.interaction
             elif kind == "error":
                 error = getattr(event, "error", None)
                 message = getattr(error, "message", None) or "stream error"
                 raise ProviderUnavailable(self._scrub(str(message)), provider=self.name)
-        if final is None:
-            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        order.close()
         yield self._from_interaction(final, "".join(parts))
 
 

@@ -33,7 +33,10 @@ from langswarm_runtime.errors import (
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
+    Phase,
+    StreamOrder,
     api_key_value,
+    chat_chunk_phase,
     error_for_status,
     history_turns,
     import_sdk,
@@ -64,6 +67,11 @@ __all__ = ["MistralConfig", "MistralProvider"]
 STATE_KEY = "mistral_conversation_id"
 _CHAT_OWN = frozenset({"model", "messages", "max_tokens", "temperature", "stream"})
 _CONV_OWN = frozenset({"inputs", "model", "store", "instructions", "completion_args"})
+#: How Conversations stream events are ordered (see ``StreamOrder``); the rest are BODY.
+_CONVERSATION_PHASES = {
+    "conversation.response.started": Phase.OPEN,
+    "conversation.response.done": Phase.END,
+}
 
 T = TypeVar("T")
 
@@ -333,9 +341,10 @@ class MistralProvider(Provider):
     async def _chat_events(self, events: Any) -> AsyncGenerator[str | ProviderReply, None]:
         parts: list[str] = []
         usage = ident = model = None
-        finished = False
+        order = StreamOrder(self.name, end="a chunk with finish_reason")
         async for event in events:
             chunk = event.data
+            order.see(*chat_chunk_phase(chunk))
             ident, model = chunk.id, chunk.model
             if chunk.usage is not None:
                 usage = chunk.usage
@@ -344,10 +353,7 @@ class MistralProvider(Provider):
                 if choice.index == 0 and text:
                     parts.append(text)
                     yield text
-                if choice.finish_reason is not None:
-                    finished = True
-        if not finished:
-            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        order.close()
         yield ProviderReply(
             content="".join(parts), usage=usage_from(usage), provider_message_id=ident, model=model
         )
@@ -358,9 +364,11 @@ class MistralProvider(Provider):
         parts: list[str] = []
         entry_id = None
         done = None
+        order = StreamOrder(self.name, _CONVERSATION_PHASES)
         async for event in events:
             data = event.data
             kind = getattr(data, "type", None)
+            order.see(kind)
             if kind == "conversation.response.started":
                 conv_id = data.conversation_id
             elif kind == "message.output.delta":
@@ -375,11 +383,12 @@ class MistralProvider(Provider):
             elif kind == "conversation.response.error":
                 message = scrub(str(getattr(data, "message", "")), self._key())
                 raise ProviderUnavailable(f"stream error: {message}", provider=self.name)
-        if done is None or conv_id is None:
-            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        order.close()
+        if conv_id is None:
+            raise ProviderBadResponse("stream without a conversation id", provider=self.name)
         yield ProviderReply(
             content="".join(parts),
-            usage=usage_from(done.usage),
+            usage=usage_from(getattr(done, "usage", None)),
             provider_message_id=entry_id,
             state={STATE_KEY: conv_id},
             model=model,

@@ -31,7 +31,10 @@ from langswarm_runtime.errors import (
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._common import (
+    Phase,
+    StreamOrder,
     api_key_value,
+    chat_chunk_phase,
     error_for_status,
     history_turns,
     import_sdk,
@@ -328,10 +331,14 @@ class OpenAIProvider(Provider):
             events = await client.responses.create(**self._hybrid(request), stream=True)
         self._check_event_stream(events)
         final = None
+        order = StreamOrder(self.name, _RESPONSES_PHASES)
         async with events:
             async for event in events:
                 kind = getattr(event, "type", None)
+                order.see(kind)
                 if kind == "response.output_text.delta":
+                    if not isinstance(event.delta, str):
+                        raise ProviderBadResponse("text delta without text", provider=self.name)
                     yield event.delta
                 elif kind == "response.completed":
                     final = event.response
@@ -342,8 +349,7 @@ class OpenAIProvider(Provider):
                         f"stream error: {scrub(str(getattr(event, 'message', '')), self._key())}",
                         provider=self.name,
                     )
-        if final is None:
-            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        order.close()
         yield self._from_response(final, state)
 
     async def _stream_chat(
@@ -359,9 +365,10 @@ class OpenAIProvider(Provider):
         parts: list[str] = []
         usage = None
         ident = model = None
-        finished = False
+        order = StreamOrder(self.name, end="a chunk with finish_reason")
         async with chunks:
             async for chunk in chunks:
+                order.see(*chat_chunk_phase(chunk))
                 ident, model = chunk.id, chunk.model
                 if chunk.usage is not None:
                     usage = chunk.usage
@@ -369,10 +376,7 @@ class OpenAIProvider(Provider):
                     if choice.index == 0 and choice.delta.content:
                         parts.append(choice.delta.content)
                         yield choice.delta.content
-                    if choice.finish_reason is not None:
-                        finished = True
-        if not finished:
-            raise ProviderUnavailable("stream ended before the reply completed", provider=self.name)
+        order.close()
         details = getattr(usage, "prompt_tokens_details", None)
         yield ProviderReply(
             content="".join(parts),
@@ -384,6 +388,15 @@ class OpenAIProvider(Provider):
             provider_message_id=ident,
             model=model,
         )
+
+
+#: How Responses stream events are ordered (see ``StreamOrder``); the rest are BODY.
+_RESPONSES_PHASES = {
+    "response.created": Phase.OPEN,
+    "response.completed": Phase.END,
+    "response.failed": Phase.END,
+    "response.incomplete": Phase.END,
+}
 
 
 def _status_message(exc: Any) -> str:

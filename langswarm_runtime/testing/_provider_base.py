@@ -35,7 +35,16 @@ DEFAULT_FAULT_ERRORS: dict[str, type[ProviderError]] = {
     "drop": ProviderUnavailable,
     "malformed": ProviderBadResponse,
     "stream_break": ProviderUnavailable,
+    # A stream whose events cannot be parsed or come out of order is a bad answer, never a
+    # shorter reply: the turn fails like any other provider error.
+    "bad_event": ProviderBadResponse,
+    "out_of_order": ProviderBadResponse,
+    "truncated": ProviderBadResponse,
 }
+#: Faults that spoil an answer after the server acted on the request (see the emulator).
+ANSWER_FAULTS = frozenset({"stream_break", "bad_event", "out_of_order", "truncated"})
+#: Of those, the ones that only make sense for a streamed turn.
+STREAM_ONLY_FAULTS = frozenset({"stream_break", "out_of_order", "truncated"})
 _STATUS = {"429": 429, "500": 500, "503": 503, "529": 529}
 _TIMEOUT, _SLOW = 0.5, 2.0  # the small timeout and the emulator's delay for "slow"
 _RETRY_AFTER = 0.4  # what the emulator asks for in retried 429s; the wait must honour it
@@ -100,7 +109,7 @@ class ProviderSuiteBase:
             metafunc.parametrize("backend", backends, ids=lambda b: b.value)
         if "fault" in metafunc.fixturenames:
             cases = [(k, s) for k in DEFAULT_FAULT_ERRORS for s in (False, True)
-                     if s or k != "stream_break"]  # fmt: skip
+                     if s or k not in STREAM_ONLY_FAULTS]  # fmt: skip
             metafunc.parametrize(("fault", "streamed"), cases, ids=_case_id)
         if "retried" in metafunc.fixturenames:
             cases = [(k, False) for k in cls.retried_faults]

@@ -17,6 +17,7 @@ from langswarm_runtime.testing._provider_base import (
     _SLOW,
     _STATUS,
     _TIMEOUT,
+    ANSWER_FAULTS,
     DEFAULT_FAULT_ERRORS,
     HYBRID,
     NATIVE,
@@ -42,11 +43,14 @@ class FaultChecks(ProviderSuiteBase):
         streamed: bool, secret: str,
     ) -> None:  # fmt: skip
         expected = {**DEFAULT_FAULT_ERRORS, **self.fault_errors}[fault]
-        retries = 2 if fault == "stream_break" else 0  # a stream that began is never replayed
+        # An answer the server sent (a stream that began, a body it acted on) is never
+        # replayed, whatever max_retries allows.
+        retries = 2 if fault in ANSWER_FAULTS else 0
         timeout = _TIMEOUT if fault == "slow" else 5
         async with manager(max_retries=retries, timeout=timeout) as mgr:
             session = await mgr.create_session(user_id="u", backend=backend)
             await session.send_message("kept")
+            before = await session.get_history()
             provider_emulator.clear()
             provider_emulator.inject(fault, retry_after=17, delay=_SLOW)
             received: list[str] = []
@@ -67,6 +71,7 @@ class FaultChecks(ProviderSuiteBase):
             if fault == "stream_break":
                 assert received, "some deltas arrived before the break"
             assert len(provider_emulator.requests) == 1, "no retry with max_retries=0"
+            assert await session.get_history() == before, "nothing of the turn committed"
             assert secret not in "".join(traceback.format_exception(err))
             await self._assert_clean_after_failure(session, provider_emulator, backend)
 
@@ -95,7 +100,8 @@ class FaultChecks(ProviderSuiteBase):
     @pytest.mark.parametrize(
         ("kind", "streamed"),
         [("429", False), ("503", False), ("malformed", False), ("429", True),
-         ("malformed", True), ("stream_break", True)],
+         ("malformed", True), ("stream_break", True), ("bad_event", True),
+         ("out_of_order", True), ("truncated", True)],
         ids=_case_id,
     )  # fmt: skip
     async def test_typed_error_hides_the_sdk_exception(

@@ -6,6 +6,30 @@ with :func:`route` and their error body shape with :func:`error_shape`. Every pr
 mounted under its own path prefix (``/openai``, ``/anthropic``, ...) because several real
 APIs share paths (OpenAI and Mistral both have ``/v1/chat/completions`` and
 ``/v1/conversations``); point an SDK at ``emu.url("openai")``.
+
+Fault kinds (:data:`FAULT_KINDS`, injected with :meth:`ProviderEmulator.inject` or the
+``x-emulator-fault`` request header):
+
+- ``429``, ``500``, ``503``, ``529``, ``not_found``: that HTTP error, in the provider's
+  own error shape, before the route runs (a 429 carries Retry-After).
+- ``slow``: the answer waits ``delay`` seconds (2 by default); ``drop``: the connection is
+  closed without an answer; ``malformed``: a 200 whose body is not JSON (the route never
+  runs, so no server-side state changes).
+- The rest spoil the route's own answer, after it ran (server-side state has changed, as
+  when a real answer is lost on the way back):
+
+  - ``stream_break``: about half of a stream's events, then the connection is cut (half
+    of a whole-body answer, likewise).
+  - ``bad_event``: one event in the middle of a stream carries data that is not JSON
+    (its JSON cut short), the rest are intact; a whole-body answer is cut short instead
+    (complete HTTP, invalid JSON).
+  - ``truncated``: about half of a stream's events, then a clean end (the HTTP answer
+    is complete, the stream's terminal event never comes); a whole-body answer is cut
+    short as for ``bad_event``.
+  - ``out_of_order``: the stream's terminal event (the last before a ``[DONE]``
+    sentinel, if any) is sent second, right after the opening event, so the content
+    comes after the end; every event is sent, and the HTTP answer is complete. A
+    whole-body answer is sent unchanged.
 """
 
 from __future__ import annotations
@@ -67,8 +91,11 @@ __all__ = [
 
 #: Fault kinds understood by ``inject`` and the ``x-emulator-fault`` header.
 FAULT_KINDS = frozenset(
-    {"429", "500", "503", "529", "slow", "drop", "malformed", "not_found", "stream_break"}
-)
+    {"429", "500", "503", "529", "slow", "drop", "malformed", "not_found", "stream_break",
+     "bad_event", "out_of_order", "truncated"}
+)  # fmt: skip
+#: Fault kinds that spoil the route's answer after it ran (see the module docstring).
+_ANSWER_FAULTS = frozenset({"stream_break", "bad_event", "out_of_order", "truncated"})
 FAULT_HEADER = "x-emulator-fault"
 _REDACTED_HEADERS = frozenset(
     {"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie"}
@@ -324,7 +351,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
         if (
             fault is not None
-            and fault.kind != "stream_break"
+            and fault.kind not in _ANSWER_FAULTS
             and self._apply_fault(fault, provider)
         ):
             return
@@ -344,10 +371,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except EmulatorHTTPError as err:
             self._send_json(err.status, emu.error_body(provider, err.status, err.message, err.code))
             return
-        broken = fault is not None and fault.kind == "stream_break"
+        spoil = fault.kind if fault is not None and fault.kind in _ANSWER_FAULTS else None
         if isinstance(response, SSEResponse):
-            self._send_sse(response, broken=broken)
+            self._send_sse(response, spoil)
+        elif spoil in ("bad_event", "truncated"):
+            payload = json.dumps(response.body).encode()
+            cut = payload[: len(payload) // 2]
+            self._send_raw(response.status, cut, "application/json", response.headers)
         else:
+            broken = spoil == "stream_break"
             self._send_json(response.status, response.body, response.headers, broken=broken)
 
     # -- faults: True when the fault fully answered the request
@@ -420,10 +452,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         payload = json.dumps(body).encode()
         self._send_raw(status, payload, "application/json", headers, broken=broken)
 
-    def _send_sse(self, response: SSEResponse, *, broken: bool) -> None:
-        events = list(response.events)
-        if broken:  # stop mid-way: roughly half the events, then no terminating chunk
-            events = events[: max(1, len(events) // 2)]
+    def _send_sse(self, response: SSEResponse, spoil: str | None) -> None:
+        events = _spoiled(list(response.events), spoil)
+        broken = spoil == "stream_break"
         self.send_response(response.status)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
@@ -450,6 +481,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def _spoiled(
+    events: list[tuple[str | None, Any]], spoil: str | None
+) -> list[tuple[str | None, Any]]:
+    """A stream's events as a fault kind spoils them (see the module docstring)."""
+    if spoil in ("stream_break", "truncated"):  # roughly half the events (then a hang-up)
+        return events[: max(1, len(events) // 2)]
+    # The ``[DONE]`` sentinel some wires end with is not an event of the reply.
+    real = len(events) - 1 if events and events[-1][1] == "[DONE]" else len(events)
+    if spoil == "bad_event" and real:
+        event, data = events[real // 2]
+        text = data if isinstance(data, str) else json.dumps(data)
+        events[real // 2] = (event, text[: max(1, len(text) // 2)])
+    elif spoil == "out_of_order" and real > 2:
+        events.insert(1, events.pop(real - 1))
+    return events
 
 
 def _fmt_seconds(value: float) -> str:
