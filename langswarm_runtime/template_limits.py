@@ -143,6 +143,8 @@ def _fits(chars: int) -> None:
 
 def checked(value: Any) -> Any:
     """``value`` once it is known to be within the limits; charges for its size."""
+    if isinstance(value, range):  # lazy: its items are charged as they are used
+        return value
     if isinstance(value, _SEQUENCES):
         _fits(measure(value))
         budget().charge(cost(value))

@@ -310,6 +310,91 @@ def test_unsafe_yaml_tags_are_refused(tmp_path: Path) -> None:
     assert "malformed YAML" in str(err) and err.line == 2
 
 
+def test_merge_keys_yield_to_keys_written_beside_them(tmp_path: Path) -> None:
+    # YAML merge semantics: keys written in the mapping win, then earlier merges.
+    path = write(tmp_path, """
+        providers:
+          base: &base {type: echo, model: m1, timeout: 5}
+          fast:
+            <<: *base
+            model: m2
+          mixed:
+            <<: [*base, {model: other, max_retries: 1}]
+            timeout: 7
+        """)
+    config = load(path)
+    fast, mixed = config.providers["fast"].options, config.providers["mixed"].options
+    assert (fast.model, fast.timeout) == ("m2", 5)  # type: ignore[union-attr]
+    assert (mixed.model, mixed.timeout, mixed.max_retries) == ("m1", 7, 1)  # type: ignore[union-attr]
+    err = error(write(tmp_path, "providers:\n  a: {<<: {type: echo}, type: echo, type: echo}\n"))
+    assert "duplicate key 'type'" in err.message and err.line == 2
+    err = error(write(tmp_path, "providers:\n  a: {<<: [1], type: echo}\n"))
+    assert "'<<' merges mappings only" in err.message and err.line == 2
+
+
+def test_an_alias_to_its_own_container_is_refused(tmp_path: Path) -> None:
+    err = error(write(tmp_path, "providers:\n  local: &me {type: echo, extra: {x: *me}}\n"))
+    assert "an alias refers to a value that contains it" in err.message and err.line == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("9223372036854775808", "integer too large (the limit is 64 bits)"),
+        ("-0x8000000000000001", "integer too large (the limit is 64 bits)"),
+        (":".join(["59"] * 200), "integer too large (the limit is 64 bits)"),
+        ("1.5e+400", "number too large for a float"),
+        ("2024-13-45", "not a valid timestamp"),
+    ],
+)
+def test_scalars_out_of_range_are_errors_at_their_line(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    err = error(write(tmp_path, f"providers:\n  local:\n    type: echo\n    extra: {{x: {value}}}\n"))
+    assert message in err.message and err.line == 4
+    assert err.key_path == "providers.local.extra.x"
+
+
+def test_in_range_scalars_and_explicit_infinity_load(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers:\n  local:\n    type: echo\n"
+                 "    extra: {a: 9223372036854775807, b: -9223372036854775808, c: .inf, d: 1:30}\n")
+    extra = load(path).providers["local"].options.extra  # type: ignore[union-attr]
+    assert extra == {"a": 2**63 - 1, "b": -(2**63), "c": float("inf"), "d": 90}
+
+
+def test_undecodable_bytes_and_control_characters_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "swarm.yaml"
+    path.write_bytes(b"version: 1\ndefaults:\n  user_id: caf\xe9\n")
+    err = error(path)
+    assert err.message == "cannot read config file: not valid UTF-8" and err.line == 3
+    path.write_bytes("version: 1\ndefaults:\n  model: \u00e9t\u00e9\n  user_id: a\x07\n".encode())
+    err = error(path)
+    assert err.message == "malformed YAML: character U+0007 is not allowed in YAML"
+    assert err.line == 4
+
+
+def test_byte_order_mark_and_crlf_line_ends_load(tmp_path: Path) -> None:
+    path = tmp_path / "swarm.yaml"
+    path.write_bytes(b"\xef\xbb\xbfversion: 1\r\ndefaults:\r\n  user_id: bob\r\n  nope: 1\r\n")
+    err = error(path)
+    assert err.line == 4 and err.key_path == "defaults.nope"
+
+
+def test_code_first_data_nested_too_deep_is_refused() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(100):
+        node["x"] = {}
+        node = node["x"]
+    data = {"providers": {"local": {"type": "echo", "extra": deep}}}
+    with pytest.raises(ConfigError, match="nested more than 64 levels deep"):
+        build_config(data)
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    with pytest.raises(ConfigError, match="contains itself"):
+        build_config({"providers": {"local": {"type": "echo", "extra": looped}}})
+
+
 def test_disabled_plugin_types_are_unknown(tmp_path: Path) -> None:
     path = write(tmp_path, "plugins: {disabled: [echo]}\nproviders:\n  local: {type: echo}\n")
     err = error(path)

@@ -75,3 +75,82 @@ def test_templates_are_compiled_once() -> None:
 def test_non_string_template_is_rejected() -> None:
     with pytest.raises(ConfigError, match="must be a string"):
         compile_template(42)  # type: ignore[arg-type]
+
+
+# -- bounded, and everyday templates unaffected ------------------------------------------
+def test_everyday_templates_render_within_the_budget() -> None:
+    template = (
+        "{% macro item(k, v) %}- {{ k }}: {{ v }}{% endmacro %}"
+        "{% for k, v in metadata|dictsort %}{{ item(k, v) }}\n{% endfor %}"
+        "{{ ', '.join(['a', 'b']) }} {{ ['x', 'y']|join('+') }} {{ '%s/%d'|format('p', 3) }}"
+        " {{ 'Hi {}!'.format(user_id) }} {{ '%-5s|' % 'ab' }} {{ 'ab' * 3 }} {{ 2 ** 64 }}"
+        " {{ user_id ~ '!' }} {{ 'x'|center(5) }}|{{ 'l1\nl2'|indent(2) }}"
+        "{% set block %}{% for i in range(3) %}{{ loop.index }}/{{ loop.length }} {% endfor %}"
+        "{% endset %} {{ block|trim }}"
+        "{% for n in [{'name': 'a', 'kids': [{'name': 'b', 'kids': []}]}] recursive %}"
+        " {{ n.name }}{{ loop(n.kids) }}{% endfor %}"
+    )
+    out = render_system_prompt(template, user_id="u1", metadata={"team": "blue", "n": 2})
+    assert out == (
+        "- n: 2\n- team: blue\n"
+        "a, b x+y p/3 Hi u1! ab   | ababab 18446744073709551616 u1!   x  |l1\n  l2"
+        " 1/3 2/3 3/3 a b"
+    )
+
+
+def test_each_render_has_its_own_budget() -> None:
+    template = "{% for i in range(60000) %}{% endfor %}done"  # over half the budget
+    assert render_system_prompt(template) == "done"
+    assert render_system_prompt(template) == "done"
+
+
+def test_budget_covers_loops_without_output() -> None:
+    with pytest.raises(ConfigError, match=r"^system prompt template exceeded 100,000 steps"):
+        render_system_prompt(
+            "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"
+        )
+
+
+def test_operators_are_refused_before_they_run() -> None:
+    for template in ("{{ 'a' * 10**9 }}", "{{ [0] * 10**9 }}", "{{ 'ab' + 'c' * 999999 }}"):
+        with pytest.raises(ConfigError, match="exceeded 1,000,000 characters in one value"):
+            render_system_prompt(template)
+    with pytest.raises(ConfigError, match="exceeded 10,000-bit integers"):
+        render_system_prompt("{{ 10 ** 100000 }}")
+    # Jinja's ** is left-associative: 9**9**9 is (9**9)**9, a 78-digit number.
+    assert render_system_prompt("{{ 9**9**9 }}") == str((9**9) ** 9)
+
+
+def test_output_is_capped() -> None:
+    with pytest.raises(ConfigError, match="exceeded 1,000,000 characters of output"):
+        render_system_prompt("{{ 'x' * 600000 }}{{ 'y' * 600000 }}")
+    assert len(render_system_prompt("{{ 'x' * 999999 }}")) == 999_999
+
+
+def test_templates_too_large_or_too_nested_to_compile_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="exceeded 5,000 tokens"):
+        compile_template("{{ user_id }}" * 2000)
+    with pytest.raises(ConfigError, match=r"too complex to compile \(SyntaxError\)"):
+        compile_template("{% for a in b %}" * 30 + "{% endfor %}" * 30)
+    with pytest.raises(ConfigError, match=r"too complex to compile \(RecursionError\)"):
+        compile_template("{{ " + "(" * 1500 + "1" + ")" * 1500 + " }}")
+
+
+async def test_sessions_get_now_as_an_aware_utc_datetime(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from langswarm_runtime import SessionManager
+
+    path = tmp_path / "swarm.yaml"
+    path.write_text(
+        "version: 1\nstorage: {type: memory}\ndefaults:\n  system_prompt: "
+        "\"{{ now.year }} {{ now.strftime('%Y') }} {{ now.tzname() }} {{ now }}\"\n",
+        encoding="utf-8",
+    )
+    manager = SessionManager.from_config(path, environ={"LANGSWARM_LOAD_PLUGINS": ""})
+    try:
+        before = dt.datetime.now(dt.UTC)
+        session = await manager.create_session(user_id="u1")
+        year, strf, tz, text = (session.system_prompt or "").split(" ", 3)
+        assert year == strf == str(before.year) and tz == "UTC"
+        assert dt.datetime.fromisoformat(text) >= before.replace(microsecond=0)
+    finally:
+        await manager.close()
