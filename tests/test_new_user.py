@@ -250,8 +250,9 @@ def shout_package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 def _pytest_in(project: Path, test_src: str, *, installed: Path | None) -> str:
     (project / "tests" / "test_shout.py").write_text(test_src.lstrip())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(installed)] if installed else [str(project)])}
+    # The runtime under test (this tree) stands for the installed langswarm-runtime.
+    path = [str(installed) if installed else str(project), str(ROOT)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     # As on a user's machine: every installed plugin may load (no allow-list).
     env.pop("LANGSWARM_LOAD_PLUGINS", None)
     probe = subprocess.run(
