@@ -100,6 +100,9 @@ class RedisSessionStorage(ISessionStorage):
         self._where = _describe(config.url.get_secret_value())
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
+        #: Whether writes are seen leaving (see ``_tracking``); if not, every connection
+        #: error of a write is treated as possibly applied, and resolved.
+        self._sends_tracked = True
         self._closed = False
 
     def __repr__(self) -> str:
@@ -176,9 +179,11 @@ class RedisSessionStorage(ISessionStorage):
                 try:
                     first = int(await self._scripts[name](keys=[*keys, token], args=args))
                 except (RedisConnectionError, RedisTimeoutError, OSError):
-                    if not attempt.sent:
+                    if not attempt.sent and self._sends_tracked:
                         raise
                 else:
+                    if not attempt.sent:  # a redis-py that bypasses the hook: from now
+                        self._sends_tracked = False  # on, resolve every lost connection
                     if first == -2:  # the token was used: impossible for a fresh uuid4
                         raise StorageError(f"{what}: write token {token} already used")
                     return first
