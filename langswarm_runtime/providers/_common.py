@@ -49,10 +49,12 @@ __all__ = [
     "is_transport_error",
     "make_usage",
     "parse_retry_after",
+    "refused_outright",
     "require_sdk",
     "retry_delay",
     "scrub",
     "sdk_available",
+    "with_native_retries",
     "with_retries",
     "with_version_suffix",
     "without_version_suffix",
@@ -247,6 +249,61 @@ async def with_retries(
         after = mapped.retry_after if isinstance(mapped, ProviderRateLimited) else None
         await asyncio.sleep(retry_delay(after, attempt, cap=retry_after_cap))
         attempt += 1
+
+
+#: Transport failures that happen before a request is on the wire: nothing was sent.
+_UNSENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "ConnectionRefusedError"})
+
+
+def refused_outright(exc: BaseException, mapped: ProviderError) -> bool:
+    """Whether the provider cannot have acted on the request: it refused it (429, 401,
+    403) or the connection failed before anything was sent. Any other failure (a
+    timeout, a 5xx, a connection lost mid-request) leaves it open whether the server
+    applied the request."""
+    if isinstance(mapped, (ProviderRateLimited, ProviderAuthError)):
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:  # SDKs wrap the transport error
+        seen.add(id(cause))
+        if any(cls.__name__ in _UNSENT for cls in type(cause).__mro__):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+async def with_native_retries(
+    attempt: Callable[[bool], Awaitable[T]],
+    *,
+    max_retries: int,
+    classify: Callable[[BaseException], ProviderError | None],
+    retry_after_cap: float = RETRY_AFTER_CAP,
+) -> T:
+    """Retries for a native turn, a call that changes the conversation the provider
+    holds. ``attempt(fresh)`` sends the turn; with ``fresh`` True it must drop the
+    conversation the last attempt used and start a new one from the local mirror (the
+    adapter keeps the current one between attempts). A retryable failure the provider
+    refused outright (see :func:`refused_outright`) is retried as it was; after any other
+    the server may already hold the turn (a timed-out append can still land), so the
+    request is never sent again to that conversation: the retry goes to a fresh one.
+    Retry-After is honoured up to ``retry_after_cap``, as in :func:`with_retries`."""
+    tries = 0
+    fresh = False
+    while True:
+        try:
+            return await attempt(fresh)
+        except Exception as exc:  # classify decides what is ours
+            mapped = classify(exc)
+            if mapped is None:
+                raise
+            refused = refused_outright(exc, mapped)
+        retryable = isinstance(mapped, (ProviderRateLimited, ProviderUnavailable, ProviderTimeout))
+        if not retryable or tries >= max_retries:
+            raise mapped  # outside the except block: the SDK error is not chained
+        fresh = not refused
+        after = mapped.retry_after if isinstance(mapped, ProviderRateLimited) else None
+        await asyncio.sleep(retry_delay(after, tries, cap=retry_after_cap))
+        tries += 1
 
 
 # ------------------------------------------------------------------------ stream order

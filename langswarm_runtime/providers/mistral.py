@@ -43,6 +43,7 @@ from langswarm_runtime.providers._common import (
     is_transport_error,
     parse_retry_after,
     scrub,
+    with_native_retries,
     with_retries,
     without_version_suffix,
 )
@@ -248,38 +249,61 @@ class MistralProvider(Provider):
         self, request: ProviderRequest, *, stream: bool
     ) -> tuple[Any, str | None]:
         """Append the new message to the session's conversation, or start one seeded from
-        the mirror when there is none or the server lost it. Returns (response or event
-        stream, conversation id; None when it arrives in the stream)."""
+        the mirror when there is none or the server lost it (404, once). Returns (response
+        or event stream, conversation id; None when it arrives in the stream).
+
+        Retries go through ``with_native_retries``: an append that failed in a way the
+        server may have acted on (a timeout, a 5xx, a broken connection) is never sent
+        again to that conversation, since it may hold the turn already; the retry starts
+        a fresh one from the mirror."""
         conversations = self.client().beta.conversations
         completion, start_kw = self._conv_options(request)
-        conv_id = request.state.get(STATE_KEY)
-        if conv_id is not None:
-            append = conversations.append_stream_async if stream else conversations.append_async
-            try:
-                response = await self._call(
-                    lambda: append(
-                        conversation_id=conv_id,
-                        inputs=request.message.content,
-                        completion_args=completion or None,
-                    )
-                )
-                return response, conv_id
-            except ProviderNotFound:
-                pass  # the server lost it: start a new one from the local mirror
-        history = await request.load_history() if request.load_history else []
-        instructions, inputs = seed_entries(request.system_prompt, [*history, request.message])
-        begin = conversations.start_stream_async if stream else conversations.start_async
-        response = await self._call(
-            lambda: begin(
+        model = self._model(request)
+        current: str | None = request.state.get(STATE_KEY)
+        started = False  # whether a conversation was started during this turn
+
+        async def begin() -> tuple[Any, str | None]:
+            nonlocal current, started
+            current, started = None, True
+            history = await request.load_history() if request.load_history else []
+            instructions, inputs = seed_entries(request.system_prompt, [*history, request.message])
+            start = conversations.start_stream_async if stream else conversations.start_async
+            response = await start(
                 inputs=inputs,
-                model=self._model(request),
+                model=model,
                 store=True,
                 instructions=instructions,
                 completion_args=completion or None,
                 **start_kw,
             )
-        )
-        return response, getattr(response, "conversation_id", None)
+            # A started conversation holds this turn: the next attempt never appends to it.
+            return response, getattr(response, "conversation_id", None)
+
+        async def attempt(fresh: bool) -> tuple[Any, str | None]:
+            if current is None or fresh:
+                return await begin()
+            append = conversations.append_stream_async if stream else conversations.append_async
+            try:
+                response = await append(
+                    conversation_id=current,
+                    inputs=request.message.content,
+                    completion_args=completion or None,
+                )
+                return response, current
+            except Exception as exc:
+                if started or not isinstance(self._map_error(exc), ProviderNotFound):
+                    raise
+            return await begin()  # the server lost it: start a new one from the mirror
+
+        try:
+            return await with_native_retries(
+                attempt, max_retries=self.config.max_retries, classify=self._map_error
+            )
+        except Exception as exc:
+            mapped = self._map_error(exc)
+            if mapped is None:
+                raise
+        raise mapped
 
     # ------------------------------------------------------------------ send
 

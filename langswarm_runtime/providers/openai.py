@@ -6,6 +6,9 @@
 - NATIVE: Conversations API. The first turn creates a conversation seeded with the
   mirrored history; each turn then sends only the new message with ``conversation=<id>``.
   A conversation the server no longer knows (404) is re-seeded from the mirror once.
+  These calls change server-side state, so the SDK does not retry them; a retry after
+  a failure the server may have acted on goes to a fresh conversation seeded from the
+  mirror (``_common.with_native_retries``), so the remote side never holds a turn twice.
 
 The SDK is imported when the first client is built, never at module import.
 """
@@ -41,6 +44,7 @@ from langswarm_runtime.providers._common import (
     make_usage,
     parse_retry_after,
     scrub,
+    with_native_retries,
     with_version_suffix,
 )
 from langswarm_runtime.providers.base import (
@@ -202,11 +206,10 @@ class OpenAIProvider(Provider):
 
     # ------------------------------------------------------------------ native state
 
-    async def _seed(self, request: ProviderRequest) -> str:
+    async def _seed(self, client: Any, request: ProviderRequest) -> str:
         """Create a remote conversation holding the system prompt and the local mirror."""
         history = await request.load_history() if request.load_history else []
         items = self._items(request.system_prompt, history)
-        client = self.client()
         conv = await client.conversations.create(items=items[:_SEED_BATCH])
         for start in range(_SEED_BATCH, len(items), _SEED_BATCH):
             await client.conversations.items.create(
@@ -215,25 +218,45 @@ class OpenAIProvider(Provider):
         return str(conv.id)
 
     async def _native_create(self, request: ProviderRequest, **kw: Any) -> tuple[Any, str]:
-        """``responses.create`` on the session's conversation, re-seeding it once if the
-        server says it is gone. Returns (response or stream, conversation id)."""
-        client = self.client()
+        """``responses.create`` on the session's conversation. Returns (response or stream,
+        conversation id).
+
+        Every call here changes a remote conversation, so the SDK's own retries are off
+        for them: it would resend a timed-out ``responses.create`` that the server may
+        already have applied, and the conversation would hold the turn twice. Retries go
+        through ``with_native_retries`` instead, which sends a turn again only to a fresh
+        conversation seeded from the mirror, unless the server refused it outright. A
+        conversation the server no longer knows (404) is re-seeded once."""
+        client = self.client().with_options(max_retries=0)
         opts = self._options(request, chat=False)
         new = [{"role": "user", "content": request.message.content}]
-        conv_id = request.state.get(STATE_KEY)
-        fresh = conv_id is None
-        if conv_id is None:
-            conv_id = await self._seed(request)
-        try:
+        current: str | None = request.state.get(STATE_KEY)
+        created = False  # whether ``current`` was seeded during this turn
+
+        async def seed() -> str:
+            nonlocal current, created
+            current = None  # a half-seeded conversation is never reused
+            conv_id = await self._seed(client, request)
+            current, created = conv_id, True
+            return conv_id
+
+        async def attempt(fresh: bool) -> tuple[Any, str]:
+            conv_id = current if current is not None and not fresh else await seed()
+            try:
+                return await client.responses.create(
+                    conversation=conv_id, input=new, **opts, **kw
+                ), conv_id
+            except Exception as exc:  # a lost conversation is recoverable
+                if created or not isinstance(self._map_error(exc), ProviderNotFound):
+                    raise
+            conv_id = await seed()
             return await client.responses.create(
                 conversation=conv_id, input=new, **opts, **kw
             ), conv_id
-        except Exception as exc:  # a lost conversation is recoverable
-            lost = not fresh and isinstance(self._map_error(exc), ProviderNotFound)
-            if not lost:
-                raise
-        conv_id = await self._seed(request)
-        return await client.responses.create(conversation=conv_id, input=new, **opts, **kw), conv_id
+
+        return await with_native_retries(
+            attempt, max_retries=self.config.max_retries, classify=self._map_error
+        )
 
     # ------------------------------------------------------------------ send
 

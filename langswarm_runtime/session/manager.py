@@ -190,21 +190,25 @@ class SessionManager:
                 return None
             if user_id is not None and record.user_id != user_id:
                 return None
-            await self._mark_interrupted(session_id)
             session = self._build(record)
+            await self._mark_interrupted(session)
         elif user_id is not None and session.user_id != user_id:
             return None
         self._remember(session)
         return session
 
-    async def _mark_interrupted(self, session_id: str) -> None:
-        """A turn still pending when its session is hydrated was cut off by a crash."""
-        pending = await self.storage.load_messages(session_id, statuses=[MessageStatus.PENDING])
+    async def _mark_interrupted(self, session: Session) -> None:
+        """A turn still pending when its session is hydrated was cut off by a crash. It
+        may have reached the provider, and a remote conversation holding it would show
+        the model a turn the mirror never commits: a native session drops it (before the
+        turn is marked, so a crash in between leaves the turn pending for the next
+        hydration), and the next turn re-seeds from the committed history."""
+        sid = session.session_id
+        pending = await self.storage.load_messages(sid, statuses=[MessageStatus.PENDING])
         seqs = [m.seq for m in pending if m.seq is not None]
         if seqs:
-            await self.storage.update_message_status(
-                session_id, seqs, MessageStatus.INTERRUPTED
-            )
+            await session._drop_remote_conversation()
+            await self.storage.update_message_status(sid, seqs, MessageStatus.INTERRUPTED)
 
     async def require_session(self, session_id: str, user_id: str | None = None) -> Session:
         """Like ``get_session`` but raises ``SessionNotFound``."""

@@ -233,25 +233,30 @@ class Session:
         """Mark the turn failed. In native mode the provider may already hold part of the
         turn (a broken stream, a timeout after the request arrived, a rejected reply), so
         the remote conversation is dropped and the next turn re-seeds it from the local
-        mirror, which never contains failed turns."""
+        mirror, which never contains failed turns. The drop comes first: a crash between
+        the two leaves the turn pending, and hydration then drops the conversation too."""
         # The caller is already raising; a second storage error must not mask the first.
+        if not isinstance(exc, _NOT_RECEIVED):
+            try:
+                await asyncio.shield(self._drop_remote_conversation())
+            except Exception:  # noqa: BLE001, S110 - the original error is what the caller sees
+                pass
         try:
             await asyncio.shield(
                 self._storage.update_message_status(
                     self.session_id, [pending_seq], MessageStatus.FAILED
                 )
             )
-        except Exception:  # noqa: BLE001, S110 - the original error is what the caller sees
+        except Exception:  # noqa: BLE001, S110
             pass
-        if (
-            self._record.backend is SessionBackend.NATIVE
-            and self._record.provider_state
-            and not isinstance(exc, _NOT_RECEIVED)
-        ):
-            try:
-                await asyncio.shield(self._save(lambda record: record.provider_state.clear()))
-            except Exception:  # noqa: BLE001, S110
-                pass
+
+    async def _drop_remote_conversation(self) -> None:
+        """Forget the provider-held conversation of a native session (version-checked
+        save), so the next turn re-seeds one from the committed history. For a turn the
+        provider may hold that the mirror never will: a failed one, or one cut off by a
+        crash (see ``SessionManager.get_session``)."""
+        if self._record.backend is SessionBackend.NATIVE and self._record.provider_state:
+            await self._save(lambda record: record.provider_state.clear())
 
     async def _finish(self, user: Message, pending_seq: int, reply: ProviderReply) -> Message:
         """Steps 6-8: incoming chain, atomic commit, record update."""

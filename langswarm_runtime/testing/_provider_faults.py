@@ -92,7 +92,12 @@ class FaultChecks(ProviderSuiteBase):
             assert await say(session, "again", streamed) == "echo: again [earlier messages: 2]"
             assert time.monotonic() - started >= count * wait * 0.9, "Retry-After honoured"
             faults = [r.fault for r in provider_emulator.requests]
-            assert faults == [retried] * count + [None]
+            if backend is NATIVE and retried != "429":
+                # The server may have acted on the failed request, so the retry may go to
+                # a fresh conversation seeded from the mirror: more than one request.
+                assert faults[:count] == [retried] * count and set(faults[count:]) == {None}
+            else:
+                assert faults == [retried] * count + [None]
             history = await session.get_history(include_failed=True)
         assert [m.content for m in history if m.role == "user"] == ["kept", "again"]
         assert all(m.status is MessageStatus.COMMITTED for m in history)

@@ -147,6 +147,9 @@ class ProviderEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sockets: set[socket.socket] = set()
+        #: Requests being handled (a ``slow`` one keeps running after its client left).
+        self._busy = 0
+        self._idle = threading.Condition(self.lock)
 
     # -- lifecycle
     def start(self) -> Self:
@@ -209,6 +212,14 @@ class ProviderEmulator:
         with self.lock:
             for state in self._state.values():
                 state.clear()
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Block until no request is being handled, so server-side state is final: a
+        request whose client timed out or was killed still runs to its end, as on a real
+        server. ``TimeoutError`` after ``timeout`` seconds."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._busy == 0, timeout):
+                raise TimeoutError(f"emulator still busy after {timeout:g}s")
 
     def clear(self) -> None:
         """Forget recorded requests and pending injected faults."""
@@ -306,20 +317,31 @@ class _RequestHandler(BaseHTTPRequestHandler):
             with self.emulator.lock:
                 self.emulator._sockets.discard(self.connection)
 
+    def _tracked(self) -> None:
+        emu = self.emulator
+        with emu.lock:
+            emu._busy += 1
+        try:
+            self._handle()
+        finally:
+            with emu._idle:
+                emu._busy -= 1
+                emu._idle.notify_all()
+
     def do_GET(self) -> None:
-        self._handle()
+        self._tracked()
 
     def do_POST(self) -> None:
-        self._handle()
+        self._tracked()
 
     def do_DELETE(self) -> None:
-        self._handle()
+        self._tracked()
 
     def do_PUT(self) -> None:
-        self._handle()
+        self._tracked()
 
     def do_PATCH(self) -> None:
-        self._handle()
+        self._tracked()
 
     def _handle(self) -> None:
         emu = self.emulator
