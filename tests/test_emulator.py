@@ -245,6 +245,103 @@ def test_fault_stream_break_on_plain_json(
         client.post(RESPONSES, json=_body())
 
 
+def _raw_events(client: httpx.Client, path: str, body: dict[str, object]) -> list[str]:
+    """The data of every event of a complete (cleanly ended) stream, as sent."""
+    with client.stream("POST", path, json=body) as r:
+        assert r.status_code == 200
+        text = r.read().decode()  # raises if the stream did not end cleanly
+    return [
+        "\n".join(ln[6:] for ln in block.splitlines() if ln.startswith("data: "))
+        for block in text.strip().split("\n\n")
+    ]
+
+
+def _types(events: list[str]) -> list[str]:
+    return [str(json.loads(e)["type"]) for e in events if e != "[DONE]"]
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+CHAT = "/openai/v1/chat/completions"
+
+
+def _chat_body() -> dict[str, object]:
+    return {"model": "m", "messages": [{"role": "user", "content": "hello world"}],
+            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", [RESPONSES, CHAT])
+def test_fault_bad_event(
+    client: httpx.Client, provider_emulator: ProviderEmulator, path: str
+) -> None:
+    body = _body("hi", stream=True) if path == RESPONSES else _chat_body()
+    clean = _raw_events(client, path, body)
+    provider_emulator.inject("bad_event")
+    spoiled = _raw_events(client, path, body)
+    assert len(spoiled) == len(clean)
+    broken = [i for i, data in enumerate(spoiled) if not _is_json(data) and data != "[DONE]"]
+    assert len(broken) == 1, "exactly one event is not JSON"
+    [i] = broken
+    assert 0 < i < len(clean) - 1, "in the middle of the stream"
+    # its JSON cut short (ids differ per request, but not in length)
+    assert spoiled[i].startswith("{") and len(spoiled[i]) == len(clean[i]) // 2
+
+
+def test_fault_out_of_order_moves_the_terminal_event_second(
+    client: httpx.Client, provider_emulator: ProviderEmulator
+) -> None:
+    clean = _types(_raw_events(client, RESPONSES, _body("hi", stream=True)))
+    provider_emulator.inject("out_of_order")
+    spoiled = _types(_raw_events(client, RESPONSES, _body("hi", stream=True)))
+    assert spoiled == [clean[0], clean[-1], *clean[1:-1]]
+    assert spoiled[1] == "response.completed"
+
+
+def test_fault_out_of_order_keeps_the_done_sentinel_last(
+    client: httpx.Client, provider_emulator: ProviderEmulator
+) -> None:
+    clean = _raw_events(client, CHAT, _chat_body())
+    provider_emulator.inject("out_of_order")
+    spoiled = _raw_events(client, CHAT, _chat_body())
+    assert spoiled[-1] == clean[-1] == "[DONE]"
+    usage = json.loads(spoiled[1])
+    assert usage["choices"] == [] and usage["usage"], "the usage chunk (the last) comes second"
+    assert len(spoiled) == len(clean)
+
+
+def test_fault_truncated_ends_cleanly_before_the_end(
+    client: httpx.Client, provider_emulator: ProviderEmulator
+) -> None:
+    clean = _types(_raw_events(client, RESPONSES, _body("hi", stream=True)))
+    provider_emulator.inject("truncated")
+    spoiled = _types(_raw_events(client, RESPONSES, _body("hi", stream=True)))  # no error
+    assert spoiled == clean[: len(spoiled)] and len(spoiled) < len(clean)
+    assert "response.completed" not in spoiled
+
+
+@pytest.mark.parametrize("kind", ["bad_event", "truncated"])
+def test_fault_spoils_a_whole_body_answer_after_the_route_ran(
+    client: httpx.Client, provider_emulator: ProviderEmulator, kind: str
+) -> None:
+    provider_emulator.inject(kind)
+    r = client.post("/openai/v1/conversations", json={"items": []})
+    assert r.status_code == 200 and not _is_json(r.text)
+    assert provider_emulator.provider_state("openai"), "the route ran: state changed"
+
+
+def test_fault_out_of_order_leaves_a_whole_body_answer(
+    client: httpx.Client, provider_emulator: ProviderEmulator
+) -> None:
+    provider_emulator.inject("out_of_order")
+    assert client.post(RESPONSES, json=_body()).json()["status"] == "completed"
+
+
 def test_inject_validates_kind(provider_emulator: ProviderEmulator) -> None:
     assert "stream_break" in FAULT_KINDS
     with pytest.raises(ValueError, match="unknown fault kind"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from langswarm_runtime.errors import ConfigError, ProviderUnavailable
+from langswarm_runtime.errors import ConfigError, ProviderBadResponse, ProviderUnavailable
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.testing import ProviderConformance
 from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
@@ -78,6 +78,63 @@ class TestCohere(ProviderConformance):
         )
         assert final.provider_message_id
         assert provider_emulator.requests[0].json["stream"] is True
+
+    @pytest.mark.parametrize(
+        ("bad", "why"),
+        [
+            (
+                {"type": "content-delta", "index": 0,
+                 "delta": {"message": {"content": {"text": 5}}}},
+                "'content-delta' did not match the API schema",
+            ),
+            ({"type": "content-delta", "index": 0}, "content-delta without text"),
+            ({"type": "message-start", "id": "second"}, "out of sequence: after content"),
+            (["not", "an", "object"], "not a JSON object with a type"),
+        ],
+        ids=["invalid", "no_text", "second_start", "not_an_object"],
+    )  # fmt: skip
+    async def test_stream_event_the_sdk_would_drop_fails_the_turn(
+        self, make_provider: Any, monkeypatch: pytest.MonkeyPatch, bad: Any, why: str
+    ) -> None:
+        self._replace_third_delta(monkeypatch, ("content-delta", bad))
+        provider = make_provider()
+        if isinstance(bad, dict) and bad.get("delta"):
+            # What the SDK's own iterator makes of it: the event is skipped (logged as a
+            # warning), and the reply comes out a word short, without an error.
+            events = provider.client().chat_stream(
+                model="m", messages=[{"role": "user", "content": "hello there"}]
+            )
+            text = "".join([e.delta.message.content.text async for e in events
+                            if e.type == "content-delta"])  # fmt: skip
+            assert text == "echo: hello [earlier messages: 0]"
+        with pytest.raises(ProviderBadResponse, match=why):
+            await collect_stream(provider, make_request())
+
+    async def test_unknown_stream_event_type_is_skipped(
+        self, make_provider: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A newer API's event this SDK has no type for: skipped, as the SDK does.
+        self._replace_third_delta(monkeypatch, ("x", {"type": "future-event"}), keep=True)
+        _, final = await collect_stream(make_provider(), make_request())
+        assert final.content == "echo: hello there [earlier messages: 0]"
+
+    @staticmethod
+    def _replace_third_delta(
+        monkeypatch: pytest.MonkeyPatch, event: tuple[str, Any], *, keep: bool = False
+    ) -> None:
+        """Make the emulator send ``event`` instead of (or, ``keep``, before) the reply's
+        third content delta."""
+        from langswarm_runtime.testing.emulator import cohere as wire
+
+        real = wire._events
+
+        def spoiled(*args: Any) -> Any:
+            events = list(real(*args))
+            deltas = [i for i, (kind, _) in enumerate(events) if kind == "content-delta"]
+            at = deltas[2]
+            return [*events[:at], event, *events[at + (0 if keep else 1) :]]
+
+        monkeypatch.setattr(wire, "_events", spoiled)
 
     async def test_cached_tokens_extra_and_request_options(
         self, make_provider: Any, provider_emulator: ProviderEmulator

@@ -206,3 +206,89 @@ def test_import_sdk_missing_gives_install_hint() -> None:
     with pytest.raises(ConfigError, match=r"pip install 'langswarm-runtime\[nosuch\]'"):
         import_sdk("definitely_not_installed_sdk_xyz", "nosuch")
     assert import_sdk("json", "x").__name__ == "json"
+
+
+# ---------------------------------------------------------------------- stream order
+
+_WIRE = {"start": _common.Phase.OPEN, "stop": _common.Phase.END}
+
+
+def _feed(order: _common.StreamOrder, events: list[str]) -> None:
+    for kind in events:
+        if kind == "trailer":
+            order.see(kind, _common.Phase.TRAILER)
+        else:
+            order.see(kind)
+    order.close()
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        ["start", "delta", "delta", "stop"],
+        ["start", "stop"],
+        ["start", "other", "delta", "stop", "trailer"],
+    ],
+)
+def test_stream_order_accepts_the_wire_order(events: list[str]) -> None:
+    _feed(_common.StreamOrder("p", _WIRE), events)
+
+
+@pytest.mark.parametrize(
+    ("events", "why"),
+    [
+        (["delta", "start", "stop"], "'delta' out of sequence: before the opening event"),
+        (["start", "start", "stop"], "'start' out of sequence: a second opening event"),
+        (["start", "delta", "start", "stop"], "'start' out of sequence: after content"),
+        (["start", "stop", "delta"], "'delta' out of sequence: after the end of the reply"),
+        (["start", "stop", "stop"], "'stop' out of sequence: after the end of the reply"),
+        (["start", "trailer", "stop"], "'trailer' out of sequence: before the end"),
+        (["start", "stop", "trailer", "trailer"], "'trailer' out of sequence: a second trailer"),
+        (["start", "delta"], "stream ended before its terminal event (stop)"),
+        ([], "stream ended before its terminal event (stop)"),
+    ],
+)
+def test_stream_order_refuses_events_out_of_sequence(events: list[str], why: str) -> None:
+    with pytest.raises(ProviderBadResponse) as info:
+        _feed(_common.StreamOrder("p", _WIRE), events)
+    assert why in str(info.value)
+    assert info.value.provider == "p"
+
+
+def test_stream_order_without_an_opening_event() -> None:
+    order = _common.StreamOrder("p", end="a finishing chunk")
+    order.see("chunk")  # content first is fine on a wire with no opening event
+    order.see("last", _common.Phase.END)
+    order.close()
+    with pytest.raises(ProviderBadResponse, match="ended before its terminal event"):
+        _common.StreamOrder("p", end="a finishing chunk").close()
+
+
+def test_stream_order_refuses_an_unparsed_event() -> None:
+    with pytest.raises(ProviderBadResponse, match="could not be parsed"):
+        _common.StreamOrder("p", _WIRE).see(None)
+
+
+class _Choice:
+    def __init__(self, index: int, finish_reason: str | None) -> None:
+        self.index, self.finish_reason = index, finish_reason
+
+
+class _Chunk:
+    def __init__(self, choices: list[_Choice], usage: object = None) -> None:
+        self.choices, self.usage = choices, usage
+
+
+@pytest.mark.parametrize(
+    ("chunk", "phase"),
+    [
+        (_Chunk([_Choice(0, None)]), _common.Phase.BODY),
+        (_Chunk([_Choice(0, "stop")]), _common.Phase.END),
+        (_Chunk([_Choice(0, "stop")], usage={"prompt_tokens": 1}), _common.Phase.END),
+        (_Chunk([_Choice(1, "stop")]), _common.Phase.BODY),  # another choice finishing
+        (_Chunk([], usage={"prompt_tokens": 1}), _common.Phase.TRAILER),
+        (_Chunk([]), _common.Phase.BODY),  # Azure's leading prompt-filter chunk
+    ],
+)
+def test_chat_chunk_phase(chunk: _Chunk, phase: _common.Phase) -> None:
+    assert _common.chat_chunk_phase(chunk)[1] is phase

@@ -7,7 +7,9 @@ is not JSON (``bad_event``), with its terminal event out of place (``out_of_orde
 that ends cleanly before its terminal event (``truncated``) fails the turn with
 ``ProviderBadResponse``. Nothing of the turn is committed (``get_history()`` unchanged),
 ``get_history(include_failed=True)`` shows it failed, and the next turn works and never
-sends the failed message. Checked on SQLite, PostgreSQL and Redis.
+sends the failed message. The whole-reply path likewise, for a body that is not JSON
+(``malformed``, before the route runs; ``bad_event``, after it ran). Checked on SQLite,
+PostgreSQL and Redis.
 
 Real parts: the official SDKs over HTTP to the loopback emulator, which spoils the
 stream after the route ran (so native server-side state has changed, as when a real
@@ -41,15 +43,28 @@ WIRES = [
     ("mistral-chat", "mistral", {}, "hybrid"),
     ("mistral-conversations", "mistral", {}, "native"),
 ]
-FAULTS = ("bad_event", "out_of_order", "truncated")
+#: (fault, streamed)
+FAULTS = [
+    ("bad_event", True),
+    ("out_of_order", True),
+    ("truncated", True),
+    ("malformed", False),
+    ("bad_event", False),
+]
 
 
 @pytest.fixture
 def open_manager(
-    tmp_path: Path, storage_config: dict[str, Any], provider_emulator: ProviderEmulator
+    tmp_path: Path,
+    storage_kind: str,
+    storage_config: dict[str, Any],
+    provider_emulator: ProviderEmulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[..., Any]:
     """``async with open_manager(provider, backend, **entry)``: a SessionManager from a
     swarm.yaml on this test's storage, its one provider entry pointing at the emulator."""
+    # The storage plugin, and no other installed plugin, is loaded.
+    monkeypatch.setenv("LANGSWARM_LOAD_PLUGINS", "" if storage_kind == "sqlite" else storage_kind)
 
     @asynccontextmanager
     async def open_(provider: str, backend: str, **entry: Any) -> AsyncIterator[Any]:
@@ -63,7 +78,7 @@ def open_manager(
                     "model": "test-model",
                     "api_key": "test-key-0123456789abcdef",
                     "base_url": provider_emulator.url(provider),
-                    # Retries allowed: a stream that began is still never replayed.
+                    # Retries allowed: a spoiled answer is still never replayed.
                     "max_retries": 2,
                     "timeout": 10,
                     **entry,
@@ -82,18 +97,67 @@ async def stream(session: Any, text: str) -> str:
     return "".join([chunk async for chunk in session.stream_message(text)])
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize(
-    ("provider", "entry", "backend"),
-    [pytest.param(p, e, b, id=case) for case, p, e, b in WIRES],
+async def say(session: Any, text: str, streamed: bool) -> str:
+    if streamed:
+        return await stream(session, text)
+    return str((await session.send_message(text)).content)
+
+
+def _wires(*names: str) -> list[Any]:
+    return [pytest.param(p, e, b, id=case) for case, p, e, b in WIRES if not names or case in names]
+
+
+_faults = pytest.mark.parametrize(
+    ("fault", "streamed"),
+    [pytest.param(f, s, id=f"{f}-{'streamed' if s else 'plain'}") for f, s in FAULTS],
 )
-async def test_spoiled_stream_fails_the_turn(
+
+
+@_faults
+@pytest.mark.parametrize(("provider", "entry", "backend"), _wires())
+@pytest.mark.parametrize("storage_kind", ["sqlite"], indirect=True)
+async def test_spoiled_answer_fails_the_turn(
     open_manager: Callable[..., Any],
     provider_emulator: ProviderEmulator,
     provider: str,
     entry: dict[str, Any],
     backend: str,
     fault: str,
+    streamed: bool,
+) -> None:
+    """Every wire, on SQLite."""
+    await _check_spoiled_turn(
+        open_manager, provider_emulator, provider, entry, backend, fault, streamed
+    )
+
+
+@_faults
+@pytest.mark.parametrize(
+    ("provider", "entry", "backend"), _wires("cohere-chat", "openai-conversations")
+)
+async def test_spoiled_answer_commits_nothing_on_every_storage(
+    open_manager: Callable[..., Any],
+    provider_emulator: ProviderEmulator,
+    provider: str,
+    entry: dict[str, Any],
+    backend: str,
+    fault: str,
+    streamed: bool,
+) -> None:
+    """The same on SQLite, PostgreSQL and Redis, for a hybrid and a native wire."""
+    await _check_spoiled_turn(
+        open_manager, provider_emulator, provider, entry, backend, fault, streamed
+    )
+
+
+async def _check_spoiled_turn(
+    open_manager: Callable[..., Any],
+    provider_emulator: ProviderEmulator,
+    provider: str,
+    entry: dict[str, Any],
+    backend: str,
+    fault: str,
+    streamed: bool,
 ) -> None:
     async with open_manager(provider, backend, **entry) as manager:
         session = await manager.create_session(user_id="u")
@@ -104,12 +168,10 @@ async def test_spoiled_stream_fails_the_turn(
         provider_emulator.inject(fault)
 
         with pytest.raises(ProviderBadResponse) as info:
-            await stream(session, "lost")
+            await say(session, "lost", streamed)
 
         assert type(info.value) is ProviderBadResponse, repr(info.value)
-        assert [r.fault for r in provider_emulator.requests] == [fault], (
-            "a begun stream is not replayed"
-        )
+        assert [r.fault for r in provider_emulator.requests] == [fault], "never replayed"
         assert await session.get_history() == before, "nothing of the turn committed"
         everything = await session.get_history(include_failed=True)
         failed = [(m.role, m.content) for m in everything if m.status is MessageStatus.FAILED]
