@@ -294,7 +294,7 @@ class SQLiteSessionStorage(ISessionStorage):
         self._ckpt_lock = threading.Lock()
         self._ckpt_conn: sqlite3.Connection | None = None
         #: (st_dev, st_ino) of the database file and of its WAL, as the connection opened
-        #: them; None for ":memory:". Checked after every write (see _check_file).
+        #: them; None for ":memory:". Checked around every write (see _check_file).
         self._identity: tuple[tuple[int, int], tuple[int, int] | None] | None = None
         #: Why this storage refuses all further calls (its file went away), once known.
         self._broken: str | None = None
@@ -422,14 +422,18 @@ class SQLiteSessionStorage(ISessionStorage):
         return (st.st_dev, st.st_ino), (wal.st_dev, wal.st_ino)
 
     def _check_file(self) -> None:
-        """Raise StorageError unless the write just done reached the file at db_path.
+        """Raise StorageError unless the files at db_path are the ones the connection
+        opened.
 
         The open connection writes to the files it opened, whatever happens to the path:
         if the database (or its WAL, where commits land first) was deleted, moved or
-        replaced, the commit went into a file nobody will ever read, or not to
-        ``db_path``. So after every write the files at the path must still be the ones
-        the connection opened: two ``os.stat`` calls, about 3 us against a turn's
-        ~100 us commit. Once this fails the storage refuses every later call.
+        replaced, a commit goes into a file nobody will read, or one that is no longer
+        at ``db_path``, or (a replaced main file beside the old WAL) into a mix of two
+        databases. So every write checks before it starts (nothing is written into such
+        files: a commit into a deleted WAL would even be copied into the database when
+        the connection closes) and after it committed (a change during the write is
+        reported as a failure, never as success): four ``os.stat`` calls per write.
+        Once this fails the storage refuses every later call.
         """
         want = self._identity
         if want is None:
@@ -444,8 +448,8 @@ class SQLiteSessionStorage(ISessionStorage):
             return
         self._broken = (
             f"SQLite database {self.db_path} was deleted, moved or replaced while open "
-            "(the file at that path is not the one this storage opened): the last write "
-            "may not be stored; reopen the storage"
+            "(the file at that path is not the one this storage opened), so this write "
+            "is not stored there; reopen the storage"
         )
         raise StorageError(self._broken)
 
@@ -462,6 +466,8 @@ class SQLiteSessionStorage(ISessionStorage):
             if error is not None:
                 raise error
             conn = self._conn
+            if write:
+                self._check_file()
             try:
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
                 try:
@@ -485,6 +491,8 @@ class SQLiteSessionStorage(ISessionStorage):
             raise error
         if not worker and self._lock.acquire(blocking=False):
             try:
+                if write:
+                    self._check_file()
                 result = op(self._conn, *args)
                 if write:
                     self._check_file()
@@ -749,7 +757,7 @@ class SQLiteSessionStorage(ISessionStorage):
         holds up writers. Best effort: a checkpoint skipped now is done next time."""
         try:
             with self._ckpt_lock:
-                if self._closed:
+                if self._closed or self._broken is not None:
                     return
                 if self._ckpt_conn is None:
                     self._ckpt_conn = sqlite3.connect(
