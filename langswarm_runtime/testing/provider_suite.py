@@ -25,6 +25,13 @@ genuinely differs, declare it (``fault_errors``, ``retried_faults``,
 dropping a test; a known bug goes in ``known_failures`` and runs as a strict xfail. Tests
 that need a native mode skip on providers without one. The declarations and fixtures live
 in :class:`ProviderSuiteBase`, the fault and secret checks in ``_provider_faults``.
+
+Every emulator fault is injected into every turn shape, streams included: a stream with
+an event that is not JSON (``bad_event``), its terminal event out of place
+(``out_of_order``) or no terminal event (``truncated``) must fail the turn with
+``ProviderBadResponse`` and commit nothing. So an adapter checks what its SDK hands it
+(some SDKs skip or invent an event they cannot parse) and the order of its wire's events;
+the built-in adapters do it with ``langswarm_runtime.providers._common.StreamOrder``.
 """
 
 from __future__ import annotations
