@@ -230,24 +230,32 @@ async def test_template_that_explodes_on_session_values_fails_create_session(
 @pytest.mark.parametrize(
     "template",
     [
-        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-        "{{ ('a' * 100000).replace('a', 'a' * 100000) }}",
-        "{{ ('a' * 100000)|replace('a', 'a' * 100000) }}",
-        "{{ '{:>999999999}'.format(1) }}",
-        "{{ '%0999999999d' % 1 }}",
-        "{{ (1).to_bytes(10**9, 'big') }}",
-        "{% set s = 'a' * 900000 %}{{ [s, s, s, s, s] }}",
-        (
+        pytest.param(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            id="silent_nested_loops",
+        ),
+        pytest.param("{{ ('a' * 100000).replace('a', 'a' * 100000) }}", id="str_replace"),
+        pytest.param("{{ ('a' * 100000)|replace('a', 'a' * 100000) }}", id="replace_filter"),
+        pytest.param("{{ '{:>999999999}'.format(1) }}", id="format_width"),
+        pytest.param("{{ '%0999999999d' % 1 }}", id="printf_width"),
+        pytest.param("{{ (1).to_bytes(10**9, 'big') }}", id="builtin_method_size"),
+        pytest.param("{% set s = 'a' * 900000 %}{{ [s, s, s, s, s] }}", id="list_of_references"),
+        pytest.param(
             "{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
-            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            id="doubling_concatenation",
         ),
-        (
+        pytest.param(
             "{% set ns = namespace(x=3) %}{% for i in range(40) %}"
-            "{% set ns.x = ns.x * ns.x %}{% endfor %}"
+            "{% set ns.x = ns.x * ns.x %}{% endfor %}",
+            id="squaring_integer",
         ),
-        "{% for x in [1] recursive %}{{ loop(range(100000)) if x == 1 }}{% endfor %}",
-        "{{ [1]|batch(10**9, 'x')|list }}",
-        "{{ range(90000)|batch(1)|sum(start=[])|length }}",
+        pytest.param(
+            "{% for x in [1] recursive %}{{ loop(range(100000)) if x == 1 }}{% endfor %}",
+            id="recursive_loop",
+        ),
+        pytest.param("{{ [1]|batch(10**9, 'x')|list }}", id="batch_padding"),
+        pytest.param("{{ range(90000)|batch(1)|sum(start=[])|length }}", id="quadratic_sum"),
     ],
 )
 def test_every_render_stays_within_its_budget(template: str) -> None:
