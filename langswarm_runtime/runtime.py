@@ -108,17 +108,26 @@ class Runtime:
             raise ConfigError(
                 f"unknown backend {requested!r}; use one of: native, hybrid, auto"
             ) from None
+        refusal = provider.native_refusal()
         if backend is SessionBackend.AUTO:
-            return SessionBackend.NATIVE if provider.supports_native else SessionBackend.HYBRID
+            # Native only where the endpoint is known to keep conversations: the
+            # provider's own API. A proxy or compatible server may take a native request
+            # and keep nothing, and the model would silently lose its context.
+            native = refusal is None and provider.official_endpoint()
+            return SessionBackend.NATIVE if native else SessionBackend.HYBRID
         if backend is SessionBackend.NATIVE and not provider.supports_native:
-            native = sorted(
+            native_types = sorted(
                 t
                 for t in self.plugins.providers.names()
                 if getattr(self.plugins.providers.get(t).factory, "supports_native", False)
             )
             raise ConfigError(
                 f"provider {name!r} has no native mode (the provider keeps no conversation "
-                f"state); use backend hybrid or auto. Native mode: {', '.join(native)}"
+                f"state); use backend hybrid or auto. Native mode: {', '.join(native_types)}"
+            )
+        if backend is SessionBackend.NATIVE and refusal is not None:
+            raise ConfigError(
+                f"provider {name!r} cannot run native: {refusal}; use backend hybrid or auto"
             )
         return backend
 

@@ -125,6 +125,7 @@ class AnthropicProvider(Provider):
     """Claude via the Messages API (hybrid) or beta message threads (native)."""
 
     supports_native = True
+    official_hosts = frozenset({"api.anthropic.com"})
     sdk_module = "anthropic"
     sdk_extra = "anthropic"
 

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -117,6 +118,10 @@ class Provider(ABC):
     #: a session is resolved: a missing SDK is a ConfigError before anything is stored.
     sdk_module: str | None = None
     sdk_extra: str | None = None
+    #: Hosts of the provider's own API. ``backend: auto`` picks native only there (or
+    #: with no ``base_url``): a proxy or compatible server may accept a native request
+    #: and silently keep nothing, so elsewhere native must be asked for explicitly.
+    official_hosts: frozenset[str] = frozenset()
 
     def __init__(self, config: ProviderConfig, *, name: str | None = None) -> None:
         self.config = config
@@ -126,6 +131,24 @@ class Provider(ABC):
     @property
     def default_model(self) -> str | None:
         return self.config.model
+
+    def native_refusal(self) -> str | None:
+        """Why this entry can never run native, whatever its endpoint (None: it can)."""
+        return None if self.supports_native else "the provider keeps no conversation state"
+
+    def official_endpoint(self) -> bool:
+        """Whether the entry talks to the provider's own API: no ``base_url``, or an
+        https one on a host of ``official_hosts``."""
+        base_url = getattr(self.config, "base_url", None)
+        if not base_url:
+            return True
+        url = urlsplit(base_url.strip())
+        try:
+            port = url.port
+        except ValueError:
+            return False
+        host = (url.hostname or "").rstrip(".").lower()
+        return url.scheme == "https" and port in (None, 443) and host in self.official_hosts
 
     @abstractmethod
     async def send(self, request: ProviderRequest) -> ProviderReply:

@@ -82,6 +82,7 @@ class GeminiProvider(Provider):
     """Gemini via generateContent (hybrid) or the Interactions API (native)."""
 
     supports_native = True
+    official_hosts = frozenset({"generativelanguage.googleapis.com"})
     sdk_module = "google.genai"
     sdk_extra = "gemini"
 

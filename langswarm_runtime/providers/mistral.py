@@ -95,6 +95,7 @@ class MistralProvider(Provider):
     """The ``mistral`` provider. Native mode uses the beta Conversations API."""
 
     supports_native = True
+    official_hosts = frozenset({"api.mistral.ai"})
     sdk_module = "mistralai"
     sdk_extra = "mistral"
 

@@ -89,6 +89,7 @@ class OpenAIProvider(Provider):
     """The ``openai`` provider. Native mode uses the Conversations API."""
 
     supports_native = True
+    official_hosts = frozenset({"api.openai.com"})
     sdk_module = "openai"
     sdk_extra = "openai"
 
@@ -120,6 +121,14 @@ class OpenAIProvider(Provider):
 
     def _key(self) -> str | None:
         return api_key_value(self.config.api_key)
+
+    def native_refusal(self) -> str | None:
+        if self.config.api == "chat_completions":
+            return (
+                "native mode needs the Conversations API, and this entry uses "
+                "api: chat_completions (set api: responses for native)"
+            )
+        return super().native_refusal()
 
     # ------------------------------------------------------------------ errors
 

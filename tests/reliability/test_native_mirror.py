@@ -242,3 +242,45 @@ async def test_timeout_storm_with_retries_leaves_no_duplicate(
         assert [m.content for m in everything if m.status is MessageStatus.FAILED] == [
             "t3", "t6"
         ]
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("fault", "refused"),
+    [("429", True), ("refused", True), ("503", False), ("drop", False), ("slow", False)],
+)
+async def test_only_a_refusal_is_retried_on_the_same_conversation(
+    fault: str, refused: bool, provider_emulator: ProviderEmulator
+) -> None:
+    """What the OpenAI SDK raises, as the native retry loop classifies it: a 429 or a
+    connection that never opened changed nothing remotely; a 5xx, a dropped connection
+    or a timeout may have been acted on."""
+    from langswarm_runtime.providers._common import refused_outright
+    from langswarm_runtime.providers.openai import OpenAIConfig, OpenAIProvider
+
+    base = f"http://127.0.0.1:{_closed_port()}" if fault == "refused" else None
+    provider = OpenAIProvider(OpenAIConfig(
+        model="m", api_key="k-0123456789", base_url=base or provider_emulator.url("openai"),
+        max_retries=0, timeout=SLOW / 3,
+    ))  # fmt: skip
+    if base is None:
+        provider_emulator.inject(fault, delay=SLOW, retry_after=0)
+    try:
+        client = provider.client()
+        with pytest.raises(Exception) as info:
+            await client.conversations.create(items=[])
+        mapped = provider._map_error(info.value)
+        assert mapped is not None
+        assert refused_outright(info.value, mapped) is refused
+    finally:
+        await provider.close()
