@@ -92,6 +92,8 @@ def check_template(source: str) -> None:
         _render(compiled, sample)
     except Exceeded as exc:
         raise ConfigError(f"system prompt template exceeded {exc}") from None
+    except MemoryError:  # whatever the session's values, this one is too big
+        raise ConfigError("system prompt template exceeded the memory available") from None
     except Exception:  # noqa: BLE001, S110 - see the docstring
         pass
 

@@ -122,7 +122,7 @@ TEMPLATE_CASES = [
     Case("nested_loops", _template(
         "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"),
         "system prompt template exceeded 100,000 steps", line=4),
-    Case("string_multiplication", _template("{{ 'a' * 10**9 }}"),
+    Case("string_multiplication", _template("{{ 'a' * 10**10 }}"),
          "system prompt template exceeded 1,000,000 characters in one value", line=4),
     Case("power", _template("{{ 9 ** (9 ** 9) }}"),
          "system prompt template exceeded 10,000-bit integers", line=4),
@@ -190,10 +190,10 @@ def test_huge_override_value_is_refused_naming_the_variable(tmp_path: Path) -> N
     # but a mapping given in code can hold anything.
     path = tmp_path / "swarm.yaml"
     path.write_text(HEAD, encoding="utf-8")
-    environ = {"LANGSWARM_DEFAULTS__SYSTEM_PROMPT": "x" * (2 << 20)}
+    environ = {"LANGSWARM_LOAD_PLUGINS": "", "LANGSWARM_DEFAULTS__SYSTEM_PROMPT": "x" * (2 << 20)}
     with pytest.raises(ConfigError, match="LANGSWARM_DEFAULTS__SYSTEM_PROMPT is larger than 1 MiB"):
         load_config(path, environ=environ)
-    environ = {"LANGSWARM_PROVIDERS": '{"a": ' * 5_000 + "1" + "}" * 5_000}
+    environ = {"LANGSWARM_LOAD_PLUGINS": "", "LANGSWARM_PROVIDERS": '{"a": ' * 5_000 + "1" + "}" * 5_000}
     with pytest.raises(ConfigError, match="LANGSWARM_PROVIDERS: JSON nested more than 64"):
         load_config(path, environ=environ)
 
@@ -201,7 +201,7 @@ def test_huge_override_value_is_refused_naming_the_variable(tmp_path: Path) -> N
 def test_self_referential_variable_is_expanded_once(tmp_path: Path) -> None:
     path = tmp_path / "swarm.yaml"
     path.write_text(HEAD + "defaults:\n  user_id: ${ME}${ME}\n", encoding="utf-8")
-    config, _ = load_config(path, environ={"ME": "${ME}"})
+    config, _ = load_config(path, environ={"LANGSWARM_LOAD_PLUGINS": "", "ME": "${ME}"})
     assert config.defaults.user_id == "${ME}${ME}"
     result = run_cli(path, "config", "validate", env={"ME": "${ME}"})
     assert result.returncode == 0, result.stderr
