@@ -114,9 +114,16 @@ class FaultChecks(ProviderSuiteBase):
         streamed: bool,
     ) -> None:  # fmt: skip
         # The adapter alone: a session re-raises with ``from``, which would hide this.
+        provider = make_provider()
+        request = make_request(backend=backend)
+        if backend is NATIVE and kind in ANSWER_FAULTS:
+            # A fault that spoils an answer must hit the turn's own, not the seeding call
+            # that opens a new remote conversation: continue an existing one.
+            opened = await provider.send(make_request("first", backend=backend))
+            request = make_request(backend=backend, state=opened.state)
         provider_emulator.inject(kind, retry_after=3)
         with pytest.raises(ProviderError) as info:
-            await provider_turn(make_provider(), make_request(backend=backend), streamed)
+            await provider_turn(provider, request, streamed)
         err = info.value
         assert type(err) is {**DEFAULT_FAULT_ERRORS, **self.fault_errors}[kind]
         assert err.__cause__ is None
