@@ -5,8 +5,7 @@ call, filter, test, operator, concatenation and write going through the render b
 Private to ``langswarm_runtime.templating`` (imports jinja2, which is only needed once a
 config has a template). The sandbox's own hooks cover calls and the arithmetic
 operators; loops, ``~`` and the text a template writes have no hook, so the parsed
-template is rewritten to call the budget there (``bound``), through an
-``EnvironmentAttribute`` node, the documented way for extensions to call into Python.
+template is rewritten to pass them through helper filters of the budget (``bound``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from functools import update_wrapper
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, nodes, pass_context
 from jinja2.runtime import Context, LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -38,18 +37,24 @@ from langswarm_runtime.template_limits import (
 __all__ = ["BoundedEnvironment", "bound", "bounded_environment"]
 
 
+# Each takes the context so that the compiler never runs it ahead of time on constant
+# text (it folds filters that do not): the budget is charged at render time only.
+@pass_context
 def _loop(context: Context, iterable: Any) -> Any:
     return iterate(iterable)
 
 
+@pass_context
 def _write(context: Context, value: Any) -> Any:
-    size = measure(value)
+    # The hot path: one call per piece of text a template writes.
+    size = len(value) if type(value) is str else measure(value)
     if size > MAX_TEXT:
         raise Exceeded(f"{MAX_TEXT:,} characters in one value")
     budget().write(size)
     return value
 
 
+@pass_context
 def _concat(context: Context, *parts: Any) -> str:
     size = sum(measure(part) for part in parts)
     if size > MAX_TEXT:
@@ -58,21 +63,21 @@ def _concat(context: Context, *parts: Any) -> str:
     return join(parts)
 
 
+#: Installed as filters, which compiled templates call directly (a call in a template
+#: would go through the sandbox's ``call``, and cost more than the work it guards).
 _HELPERS: dict[str, Callable[..., Any]] = {
     "_ls_loop": _loop, "_ls_write": _write, "_ls_concat": _concat,
 }
-_HELPER_FUNCS = tuple(_HELPERS.values())
 _FRAME_STEPS = 25
 
 
-def _helper(name: str, *args: nodes.Node, lineno: int) -> nodes.Call:
-    return nodes.Call(nodes.EnvironmentAttribute(name, lineno=lineno), list(args), [], None,
-                      None, lineno=lineno)
+def _helper(name: str, first: nodes.Node, *rest: nodes.Node, lineno: int) -> nodes.Filter:
+    return nodes.Filter(first, name, list(rest), [], None, None, lineno=lineno)
 
 
 class _Bounder(NodeTransformer):
     """Routes every loop's iterable, every ``~`` and every written value through the
-    budget."""
+    budget's helpers."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
@@ -112,8 +117,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             name: guard_filter(name, f, test=True)  # type: ignore[arg-type]
             for name, f in self.tests.items()
         }
-        for name, func in _HELPERS.items():
-            setattr(self, name, func)
+        self.filters.update(_HELPERS)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         budget().charge(1 + cost(left) + cost(right))
@@ -121,8 +125,6 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         return checked(super().call_binop(context, operator, left, right))
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if any(obj is helper for helper in _HELPER_FUNCS):
-            return obj(context, *args)
         owner = getattr(obj, "__self__", None)
         # A macro call (or a recursive loop's `loop(...)`) sets up a whole new frame of
         # template code: it costs as much as a few dozen plain steps.

@@ -254,6 +254,10 @@ async def test_template_that_explodes_on_session_values_fails_create_session(
             "{% for x in [1] recursive %}{{ loop(range(100000)) if x == 1 }}{% endfor %}",
             id="recursive_loop",
         ),
+        pytest.param(
+            "{% set s %}{% for i in range(90000) %}" + "y" * 900_000 + "{% endfor %}{% endset %}",
+            id="literal_text_captured_in_a_loop",
+        ),
         pytest.param("{{ [1]|batch(10**9, 'x')|list }}", id="batch_padding"),
         pytest.param("{{ range(90000)|batch(1)|sum(start=[])|length }}", id="quadratic_sum"),
     ],
