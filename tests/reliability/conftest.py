@@ -37,8 +37,8 @@ def unavailable(reason: str) -> None:
 
 def _pg_reachable() -> str | None:
     try:
-        import psycopg
         import langswarm_storage_postgres  # noqa: F401
+        import psycopg
     except ImportError as exc:
         return f"PostgreSQL storage plugin not installed: {exc.name}"
     try:
@@ -51,8 +51,8 @@ def _pg_reachable() -> str | None:
 
 def _redis_reachable() -> str | None:
     try:
-        import redis
         import langswarm_storage_redis  # noqa: F401
+        import redis
     except ImportError as exc:
         return f"Redis storage plugin not installed: {exc.name}"
     try:
