@@ -71,12 +71,16 @@ def data_set() -> list[tuple[SessionRecord, list[list[Message]]]]:
             ]
         )
     turns.append(
-        [Message(role="user", content="this one failed", status=MessageStatus.FAILED,
-                 created_at=T0 + 10)]
+        [
+            Message(
+                role="user",
+                content="this one failed",
+                status=MessageStatus.FAILED,
+                created_at=T0 + 10,
+            )
+        ]
     )
-    turns.append(
-        [Message(role="summary", content="earlier: five questions", created_at=T0 + 11)]
-    )
+    turns.append([Message(role="summary", content="earlier: five questions", created_at=T0 + 11)])
     native = SessionRecord(
         session_id="s-native-0002",
         user_id="bob",
@@ -90,17 +94,34 @@ def data_set() -> list[tuple[SessionRecord, list[list[Message]]]]:
     native_turns = [
         [
             Message(role="user", content="hello", created_at=T0 + 21),
-            Message(role="assistant", content="hi bob", provider_message_id="msg_n1",
-                    usage=Usage(input_tokens=3, output_tokens=2), created_at=T0 + 22),
+            Message(
+                role="assistant",
+                content="hi bob",
+                provider_message_id="msg_n1",
+                usage=Usage(input_tokens=3, output_tokens=2),
+                created_at=T0 + 22,
+            ),
         ],
-        [Message(role="user", content="cut off", status=MessageStatus.INTERRUPTED,
-                 created_at=T0 + 23)],
-        [Message(role="user", content="still pending", status=MessageStatus.PENDING,
-                 created_at=T0 + 24)],
+        [
+            Message(
+                role="user", content="cut off", status=MessageStatus.INTERRUPTED, created_at=T0 + 23
+            )
+        ],
+        [
+            Message(
+                role="user",
+                content="still pending",
+                status=MessageStatus.PENDING,
+                created_at=T0 + 24,
+            )
+        ],
     ]
     empty = SessionRecord(
-        session_id="s-empty-0003", user_id="alice", provider="local",
-        created_at=T0 + 30, updated_at=T0 + 30,
+        session_id="s-empty-0003",
+        user_id="alice",
+        provider="local",
+        created_at=T0 + 30,
+        updated_at=T0 + 30,
     )
     return [(hybrid, turns), (native, native_turns), (empty, [])]
 
@@ -145,9 +166,18 @@ async def write_postgres(out: Path) -> dict[str, Any]:
     expected = await fill(storage)
     await storage.close()
     dump = subprocess.run(  # noqa: ASYNC221 - a one-off script; nothing else runs
-        ["pg_dump", "--inserts", "--no-owner", "--no-privileges", f"--schema={PG_SCHEMA}",
-         "--dbname", PG_DSN],
-        check=True, capture_output=True, text=True,
+        [
+            "pg_dump",
+            "--inserts",
+            "--no-owner",
+            "--no-privileges",
+            f"--schema={PG_SCHEMA}",
+            "--dbname",
+            PG_DSN,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     lines = [ln for ln in dump.splitlines() if not ln.startswith(("--", "\\"))]
     (out / "postgres.sql").write_text("\n".join(lines).replace(PG_SCHEMA, "__SCHEMA__") + "\n")
