@@ -84,6 +84,14 @@ class DefaultsConfig(BaseModel):
     user_id: str = Field(default="default", min_length=1)
     max_message_bytes: int = Field(default=1_048_576, ge=1)
     session_cache_size: int = Field(default=256, ge=1)
+    #: Names of ``tools:`` entries every session gets (a provider entry may add more).
+    tools: list[str] = Field(default_factory=list)
+    #: Model calls a turn may spend asking for tools before it fails.
+    max_tool_rounds: int = Field(default=8, ge=1)
+    #: Seconds one tool call may run before its result is a timeout error.
+    tool_timeout: float = Field(default=30.0, gt=0)
+    #: Size limit of one image or file in a message (20 MiB).
+    max_media_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
 
 
 class TypedBlock(BaseModel):

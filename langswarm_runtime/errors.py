@@ -21,6 +21,8 @@ __all__ = [
     "ProviderUnavailable",
     "SessionNotFound",
     "StorageError",
+    "ToolResultsOwed",
+    "ToolRoundsExceeded",
 ]
 
 
@@ -117,6 +119,19 @@ class MessageTooLarge(InvalidMessage):
     """A message over the configured size limit."""
 
 
+class ToolResultsOwed(InvalidMessage):
+    """The session waits for the results of caller-run tool calls (``call_ids``): send
+    them with ``send_tool_results`` before a new message. Also raised for results that
+    do not answer the open calls."""
+
+    def __init__(self, message: str, call_ids: list[str]) -> None:
+        super().__init__(message)
+        self.call_ids = list(call_ids)
+
+    def __reduce__(self) -> tuple[type[ToolResultsOwed], tuple[str, list[str]]]:
+        return (type(self), (str(self), self.call_ids))
+
+
 class MessageRejected(LangSwarmError):
     """A middleware refused the message: nothing was sent and nothing stored."""
 
@@ -194,3 +209,8 @@ class ProviderBadResponse(ProviderError):
 
 class ProviderNotFound(ProviderError):
     """The provider says the model or the remote conversation does not exist (404)."""
+
+
+class ToolRoundsExceeded(ProviderError):
+    """The model still asked for tools after ``max_tool_rounds`` rounds: the turn failed
+    (its steps are kept for ``get_history(include_failed=True)``)."""

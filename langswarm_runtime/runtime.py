@@ -141,6 +141,26 @@ class Runtime:
         )
         return provider, resolved_model, resolved, context
 
+    # -- tools --------------------------------------------------------------------------------
+    def tools_for(self, provider_name: str) -> list[Any]:
+        """The configured tools a new session on this entry gets: ``defaults.tools``,
+        then the provider entry's ``tools``."""
+        names = list(getattr(self.config.defaults, "tools", []) or [])
+        provider, _ = self.provider_for(provider_name)
+        names += [n for n in getattr(provider.config, "tools", None) or [] if n not in names]
+        return self.tools_named(names)
+
+    def tools_named(self, names: list[str]) -> list[Any]:
+        """Implementations of the named ``tools:`` entries (names not configured are
+        skipped: their calls go to the caller)."""
+        configured = getattr(self.config, "tools", None) or {}
+        if not configured or not names:
+            return []
+        return [self._tool(name) for name in names if name in configured]
+
+    def _tool(self, name: str) -> Any:
+        raise ConfigError(f"tools: entry {name!r} cannot be built yet", key_path=f"tools.{name}")
+
     # -- middleware ---------------------------------------------------------------------------
     def middleware_specs(self, provider_name: str) -> list[dict[str, Any]]:
         """The configured chain for a new session: global, then the provider entry's."""

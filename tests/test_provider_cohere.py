@@ -23,6 +23,7 @@ CHAT = "/cohere/v2/chat"
 
 
 class TestCohere(ProviderConformance):
+    rich_turns_pending = "tools, media and structured output are not translated yet"
     provider_type = "cohere"
     plugin_module = "langswarm_runtime.providers.cohere"
     sdk_module = "cohere"

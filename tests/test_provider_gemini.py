@@ -32,6 +32,7 @@ _ROLES = {"model": "assistant", "user_input": "user", "model_output": "assistant
 
 
 class TestGemini(ProviderConformance):
+    rich_turns_pending = "tools, media and structured output are not translated yet"
     provider_type = "gemini"
     plugin_module = "langswarm_runtime.providers.gemini"
     sdk_module = "google.genai"

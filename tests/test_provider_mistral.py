@@ -27,6 +27,7 @@ NATIVE = SessionBackend.NATIVE
 
 
 class TestMistral(ProviderConformance):
+    rich_turns_pending = "tools, media and structured output are not translated yet"
     provider_type = "mistral"
     plugin_module = "langswarm_runtime.providers.mistral"
     sdk_module = "mistralai"

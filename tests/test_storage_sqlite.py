@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from langswarm_runtime.errors import ConfigError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+from langswarm_runtime.session.parts import TextPart, ToolCall
 from langswarm_runtime.session.storage import migrations
 from langswarm_runtime.session.storage.sqlite import (
     SQLiteSessionStorage,
@@ -52,12 +53,14 @@ async def test_final_schema_and_migrations(store: SQLiteSessionStorage) -> None:
         assert _columns(conn, "sessions") == [
             "session_id", "user_id", "provider", "model", "backend", "system_prompt",
             "provider_state", "metadata", "middleware", "usage", "created_at", "updated_at",
-            "version",
+            "version", "tools",
         ]  # fmt: skip
         assert _columns(conn, "messages") == [
             "id", "session_id", "seq", "role", "content", "status", "usage",
-            "provider_message_id", "created_at", "metadata",
+            "provider_message_id", "created_at", "metadata", "parts",
         ]  # fmt: skip
+        assert _columns(conn, "blobs") == ["sha256", "data", "size", "created_at"]
+        assert _columns(conn, "blob_refs") == ["session_id", "sha256"]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert migrations.migrate(conn) == []  # re-running applies nothing
     finally:
@@ -270,7 +273,7 @@ def test_fast_message_matches_validated_message() -> None:
     values: dict[str, Any] = {
         "role": "assistant", "content": "x", "seq": 4, "status": MessageStatus.FAILED,
         "usage": Usage(input_tokens=1), "provider_message_id": "p", "created_at": 1.5,
-        "metadata": {"k": 1},
+        "metadata": {"k": 1}, "parts": [TextPart(text="x"), ToolCall(id="c1", name="t")], "parsed": None,
     }  # fmt: skip
     fast, slow = _build_message(dict(values)), Message(**values)
     assert fast == slow and fast.model_dump() == slow.model_dump()

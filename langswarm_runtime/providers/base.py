@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from langswarm_runtime.session.models import Message, SessionBackend, Usage
+from langswarm_runtime.session.parts import Part
+from langswarm_runtime.tools.spec import ToolSpec
 
 __all__ = [
     "ContextConfig",
@@ -76,13 +78,26 @@ class ProviderConfig(BaseModel):
 
 @dataclass
 class ProviderRequest:
-    """Everything an adapter needs for one turn.
+    """Everything an adapter needs for one call of a turn.
+
+    ``message`` is the newest message: the user's (first call of a turn) or a ``tool``
+    message of tool results (later calls of a tool loop). ``turn`` holds the messages of
+    the running turn before it (the user message, then the assistant's tool calls and
+    the tool results so far), oldest first; empty on a turn's first call.
 
     - HYBRID: ``history`` holds the committed context (oldest first, already cut to the
-      context policy); send system prompt + history + message.
+      context policy); send system prompt + history + turn + message.
     - NATIVE: ``history`` is empty; ``state`` holds what the adapter stored last time
-      (e.g. a conversation id). When there is no remote conversation yet, or the provider
-      says it is gone, call ``load_history()`` for the local mirror and re-seed from it.
+      (e.g. a conversation id), and the remote conversation already holds ``turn``, so
+      send ``message`` only. When there is no remote conversation yet, or the provider
+      says it is gone, re-seed it from ``await load_history()`` (the local mirror) +
+      ``turn`` + ``message``.
+
+    Media parts arrive with their bytes (``data``) or a ``url``; reasoning parts that
+    another provider or model family produced are already left out, and tool-call ids
+    are already in the form this provider accepts (``Provider.wire_call_id``).
+    ``tools``: the tools offered (empty: none). ``response_format``: a JSON Schema the
+    reply must follow (``{"name": ..., "schema": {...}, "strict": bool}``), or None.
     """
 
     message: Message
@@ -95,17 +110,29 @@ class ProviderRequest:
     session_id: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    turn: list[Message] = field(default_factory=list)
+    tools: list[ToolSpec] = field(default_factory=list)
+    response_format: dict[str, Any] | None = None
+
+    def conversation(self) -> list[Message]:
+        """What a hybrid call sends after the system prompt: history + turn + message."""
+        return [*self.history, *self.turn, self.message]
 
 
 @dataclass
 class ProviderReply:
-    """The provider's answer. ``state`` replaces the session's provider state when not None."""
+    """The provider's answer. ``state`` replaces the session's provider state when not
+    None. ``parts``: the reply's parts in the order the provider gave them (text, tool
+    calls, reasoning); may be left empty for a reply that is only text (``content``).
+    A reply with tool calls asks the runtime to run them; ``content`` is then the text
+    that came with them (often empty)."""
 
     content: str
     usage: Usage = field(default_factory=Usage)
     provider_message_id: str | None = None
     state: dict[str, Any] | None = None
     model: str | None = None
+    parts: list[Part] = field(default_factory=list)
 
 
 class Provider(ABC):
@@ -123,6 +150,11 @@ class Provider(ABC):
     #: and silently keep nothing, so elsewhere native must be asked for explicitly.
     official_hosts: frozenset[str] = frozenset()
 
+    #: What the provider's API accepts as a tool-call id (None: any string). Ids of
+    #: another form (made by another provider before a switch) are rewritten, the same
+    #: way every time, by ``wire_call_id``.
+    call_id_pattern: str | None = None
+
     def __init__(self, config: ProviderConfig, *, name: str | None = None) -> None:
         self.config = config
         self.name = name or config.type or type(self).__name__
@@ -131,6 +163,20 @@ class Provider(ABC):
     @property
     def default_model(self) -> str | None:
         return self.config.model
+
+    @property
+    def provider_type(self) -> str:
+        """The registered type name (``openai``, ``anthropic``, ...): what a reasoning
+        part records as its ``provider``, so it is replayed only to this API."""
+        return self.config.type or self.name
+
+    def wire_call_id(self, call_id: str) -> str:
+        """``call_id`` in a form this provider accepts (see ``call_id_pattern``): kept
+        when it already fits, else derived from it deterministically, so a call and its
+        result always map to the same id."""
+        from langswarm_runtime.providers.portable import rewrite_call_id
+
+        return rewrite_call_id(call_id, self.call_id_pattern)
 
     def native_refusal(self) -> str | None:
         """Why this entry can never run native, whatever its endpoint (None: it can)."""

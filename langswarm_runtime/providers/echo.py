@@ -1,15 +1,26 @@
 """The offline provider: deterministic, no network. Its reply quotes the new message and
-says how many earlier messages it was given, so hydration and context policy are visible."""
+says how many earlier messages it was given, so hydration and context policy are visible.
+Tools, media and structured output follow the emulator's rules (``_model_rules``): with
+tools offered, ``call NAME {json}`` makes it call NAME, and results are answered
+``tool NAME returned ...``."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from pydantic import Field
 
 from langswarm_runtime.errors import ProviderUnavailable
 from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._model_rules import (
+    media_note,
+    structured_reply,
+    tool_answer,
+    tool_calls_asked,
+)
 from langswarm_runtime.providers.base import (
     Provider,
     ProviderConfig,
@@ -17,6 +28,7 @@ from langswarm_runtime.providers.base import (
     ProviderRequest,
 )
 from langswarm_runtime.session.models import SessionBackend, Usage
+from langswarm_runtime.session.parts import FilePart, ImagePart, TextPart, ToolCall
 
 __all__ = ["EchoConfig", "EchoProvider"]
 
@@ -49,7 +61,34 @@ class EchoProvider(Provider):
         self.config: EchoConfig
 
     def _reply(self, request: ProviderRequest, earlier: int) -> ProviderReply:
-        text = f"echo: {request.message.content} [earlier messages: {earlier}]"
+        message = request.message
+        parts: list[Any] = []
+        calls: list[ToolCall] = []
+        if message.role == "tool":
+            text = tool_answer((r.name, r.content) for r in message.tool_results)
+        else:
+            offered = [t.name for t in request.tools]
+            asked = tool_calls_asked(message.content, offered)
+            calls = [
+                ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=name, arguments=arguments)
+                for name, arguments in asked
+            ]
+            media = [
+                (p.media_type, p.size, p.url)
+                for p in message.parts
+                if isinstance(p, (ImagePart, FilePart))
+            ]
+            if calls:
+                text = ""
+                parts = list(calls)
+            elif request.response_format is not None:
+                text = structured_reply(request.response_format["schema"], message.content)
+            else:
+                text = (
+                    f"echo: {message.content}{media_note(media)} [earlier messages: {earlier}]"
+                )
+        if text and parts:
+            parts.insert(0, TextPart(text=text))
         input_words = _words(request.message.content) + sum(
             _words(m.content) for m in request.history
         )
@@ -60,9 +99,10 @@ class EchoProvider(Provider):
             state = {"conversation_length": earlier + 2}
         return ProviderReply(
             content=text,
-            usage=Usage(input_tokens=input_words, output_tokens=_words(text)),
+            usage=Usage(input_tokens=input_words, output_tokens=_words(text) + len(calls)),
             state=state,
             model=request.model,
+            parts=parts,
         )
 
     async def _earlier(self, request: ProviderRequest) -> int:
@@ -83,6 +123,9 @@ class EchoProvider(Provider):
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
         reply = await self.send(request)
+        if not reply.content:
+            yield reply
+            return
         # Word-sized deltas, so consumers see a real stream.
         parts = reply.content.split(" ")
         for i, part in enumerate(parts):

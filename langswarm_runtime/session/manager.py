@@ -103,17 +103,24 @@ class SessionManager:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def _build(self, record: SessionRecord) -> Session:
+    def _build(self, record: SessionRecord, tools: Any = None) -> Session:
         provider, context = self.runtime.provider_for(record.provider)
         chain = self.runtime.build_middleware(record.middleware)
+        defaults = self.config.defaults
+        # Implementations: the configured tools the record names, then the caller's.
+        configured = self.runtime.tools_named([t["name"] for t in record.tools])
         return Session(
             record=record,
             storage=self.storage,
             provider=provider,
             context=context,
             middleware=chain,
-            max_message_bytes=self.config.defaults.max_message_bytes,
+            max_message_bytes=defaults.max_message_bytes,
             resolve_provider=self.runtime.resolve_switch,
+            tools=[*configured, *(tools or ())],
+            max_tool_rounds=defaults.max_tool_rounds,
+            tool_timeout=defaults.tool_timeout,
+            max_media_bytes=defaults.max_media_bytes,
         )
 
     # -- API --------------------------------------------------------------------------------
@@ -125,11 +132,15 @@ class SessionManager:
         backend: SessionBackend | str | None = None,
         system_prompt: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tools: Any = None,
     ) -> Session:
         """Create and persist a new session.
 
         ``provider`` names an entry under ``providers:`` (or a provider plugin type);
         ``system_prompt`` defaults to the config's template rendered for this session.
+        ``tools``: callables (``@tool`` or plain), ``Tool``s or ``ToolSpec``s (caller-run),
+        added to the tools swarm.yaml gives the entry (``defaults.tools`` and the
+        provider entry's ``tools``).
         """
         await self.start()
         defaults = self.config.defaults
@@ -160,6 +171,7 @@ class SessionManager:
                 provider=provider_name,
             )
         specs = self.runtime.middleware_specs(provider_name)
+        configured = self.runtime.tools_for(provider_name)
         record = SessionRecord(
             session_id=new_session_id(),
             user_id=user_id,
@@ -170,16 +182,23 @@ class SessionManager:
             metadata=dict(metadata or {}),
             middleware=specs,
         )
+        session = self._build(record, [*configured, *(tools or ())])  # before anything is stored
+        record = session._record
         check_record(record)
-        session = self._build(record)  # builds the chain before anything is stored
         await self.storage.create_session(record)
         self._remember(session)
         return session
 
-    async def get_session(self, session_id: str, user_id: str | None = None) -> Session | None:
+    async def get_session(
+        self, session_id: str, user_id: str | None = None, *, tools: Any = None
+    ) -> Session | None:
         """The session, hydrated from storage after a restart; None when it does not exist
         or belongs to another user (the two look the same). An id no session can have
-        (not a string, empty, or holding a NUL or a lone surrogate) is a missing session."""
+        (not a string, empty, or holding a NUL or a lone surrogate) is a missing session.
+
+        ``tools``: implementations of the session's tools in this process (those from
+        swarm.yaml come back by name); a call to a tool without one is returned to the
+        caller as a caller-run call."""
         if not _usable_id(session_id) or (user_id is not None and not _usable_id(user_id)):
             return None
         await self.start()
@@ -190,10 +209,12 @@ class SessionManager:
                 return None
             if user_id is not None and record.user_id != user_id:
                 return None
-            session = self._build(record)
+            session = self._build(record, tools)
             await self._mark_interrupted(session)
         elif user_id is not None and session.user_id != user_id:
             return None
+        elif tools:
+            session._offer(tools)
         self._remember(session)
         return session
 

@@ -6,7 +6,9 @@ import enum
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from langswarm_runtime.session.parts import Part, TextPart, ToolCall, ToolResult, text_of
 
 __all__ = [
     "Message",
@@ -49,8 +51,9 @@ class MessageStatus(str, enum.Enum):
         return self.value
 
 
-#: ``summary`` holds a summary of turns that fell out of the context window.
-Role = Literal["system", "user", "assistant", "summary"]
+#: ``tool`` messages hold tool results; ``summary`` holds a summary of turns that fell out
+#: of the context window.
+Role = Literal["system", "user", "assistant", "tool", "summary"]
 
 
 class Usage(BaseModel):
@@ -75,18 +78,54 @@ class Usage(BaseModel):
 
 
 class Message(BaseModel):
-    """One chat message. ``Message(role="user", content="hi")``; storage assigns ``seq``."""
+    """One chat message. ``Message(role="user", content="hi")``; storage assigns ``seq``.
+
+    ``parts`` holds what the message is made of when it is more than text (images,
+    files, tool calls and results, reasoning); it is empty for a message that is only
+    text. ``content`` is always the message's text: its text parts joined. Given only
+    parts, ``content`` is derived from them; parts that are all text fold into
+    ``content``.
+    """
 
     model_config = ConfigDict(validate_assignment=False)
 
     role: Role
-    content: str
+    content: str = ""
+    parts: list[Part] = Field(default_factory=list)
     seq: int | None = None
     status: MessageStatus = MessageStatus.COMMITTED
     usage: Usage | None = None
     provider_message_id: str | None = None
     created_at: float = Field(default_factory=time.time)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    #: The reply validated against the turn's ``response_format`` (not stored: the
+    #: stored reply is its JSON text).
+    parsed: Any = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _content_is_text_of_parts(self) -> Message:
+        parts = self.parts
+        if not parts:
+            return self
+        text = text_of(parts)
+        if all(isinstance(p, TextPart) for p in parts):
+            object.__setattr__(self, "parts", [])
+        if not self.content:
+            object.__setattr__(self, "content", text)
+        elif self.content != text:
+            raise ValueError("content must be the text of the message's parts (or left out)")
+        return self
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The tool calls this (assistant) message asks for."""
+        return [p for p in self.parts if isinstance(p, ToolCall)]
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        """The tool results this (tool) message carries."""
+        return [p for p in self.parts if isinstance(p, ToolResult)]
 
     def __str__(self) -> str:
         return self.content
@@ -110,6 +149,9 @@ class SessionRecord(BaseModel):
     #: Names and options of the middleware configured for this session, so a hydrated
     #: session runs the same chain.
     middleware: list[dict[str, Any]] = Field(default_factory=list)
+    #: The tool specs the session was given (name, description, JSON Schema), so a
+    #: hydrated session replays its tool history validly and knows its tools by name.
+    tools: list[dict[str, Any]] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

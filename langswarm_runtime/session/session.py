@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from langswarm_runtime.errors import (
@@ -18,9 +19,17 @@ from langswarm_runtime.errors import (
     ProviderError,
     ProviderRateLimited,
     SessionNotFound,
+    ToolResultsOwed,
+    ToolRoundsExceeded,
 )
 from langswarm_runtime.providers.base import ContextConfig, Provider, ProviderReply, ProviderRequest
-from langswarm_runtime.session.middleware import middleware_name, run_incoming, run_outgoing
+from langswarm_runtime.session.middleware import (
+    middleware_name,
+    run_incoming,
+    run_outgoing,
+    run_tool_calls_chain,
+    run_tool_results_chain,
+)
 from langswarm_runtime.session.models import (
     Message,
     MessageStatus,
@@ -28,8 +37,26 @@ from langswarm_runtime.session.models import (
     SessionRecord,
     Usage,
 )
+from langswarm_runtime.session.parts import (
+    DEFAULT_MAX_MEDIA_BYTES,
+    FilePart,
+    ImagePart,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolResult,
+)
 from langswarm_runtime.session.tailcache import TailCache
-from langswarm_runtime.session.text import utf8_size
+from langswarm_runtime.session.text import check_text, utf8_size
+from langswarm_runtime.session.turns import (
+    TurnEvent,
+    owed_calls,
+    parse_reply,
+    response_format_spec,
+    user_message,
+)
+from langswarm_runtime.tools.runner import run_tool_calls
+from langswarm_runtime.tools.spec import Tool, ToolSpec, as_tool
 
 if TYPE_CHECKING:
     from langswarm_runtime.session.storage.base import ISessionStorage
@@ -61,6 +88,10 @@ class Session:
         middleware: Sequence[object] = (),
         max_message_bytes: int = 1024 * 1024,
         resolve_provider: Callable[..., Any] | None = None,
+        tools: Iterable[object] = (),
+        max_tool_rounds: int = 8,
+        tool_timeout: float = 30.0,
+        max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES,
     ) -> None:
         self._record = record
         self._storage = storage
@@ -73,6 +104,15 @@ class Session:
         self._tail = TailCache(storage, record.session_id)
         #: Seq of the running turn's pending record (turns are serialised by _lock).
         self._pending_seq: int | None = None
+        self._max_tool_rounds = max_tool_rounds
+        self._tool_timeout = tool_timeout
+        self._max_media_bytes = max_media_bytes
+        #: Tools the runtime runs, by name; the specs of all tools come from the record.
+        self._impls: dict[str, Tool] = {}
+        for item in tools:
+            self._adopt_tool(item)
+        #: Caller-run calls the committed history owes results for (None: not read yet).
+        self._owed: list[ToolCall] | None = None
 
     # -- attributes users see -------------------------------------------------------
     @property
@@ -117,6 +157,39 @@ class Session:
     def middleware(self) -> list[object]:
         return list(self._chain)
 
+    @property
+    def tools(self) -> list[ToolSpec]:
+        """The specs of the tools offered to the model (recorded with the session)."""
+        return [ToolSpec.model_validate(t) for t in self._record.tools]
+
+    async def open_tool_calls(self) -> list[ToolCall]:
+        """The caller-run tool calls whose results the session waits for."""
+        return list(await self._owed_calls())
+
+    def _adopt_tool(self, item: object) -> bool:
+        """Take a tool (callable, ``Tool``, ``ToolSpec``, or anything with ``spec`` and
+        ``async run(arguments)``): its implementation for this process, and whether its
+        spec is new to the record (the caller saves it)."""
+        found = item if hasattr(item, "spec") and hasattr(item, "run") else as_tool(item)
+        spec: ToolSpec = found.spec if not isinstance(found, ToolSpec) else found
+        if not isinstance(found, ToolSpec):
+            self._impls[spec.name] = found  # type: ignore[assignment]
+        entry = spec.model_dump(mode="json")
+        known = {t["name"]: t for t in self._record.tools}
+        if known.get(spec.name) == entry:
+            return False
+        tools = [t for t in self._record.tools if t["name"] != spec.name]
+        tools.append(entry)
+        self._record = self._record.model_copy(update={"tools": tools})
+        return True
+
+    def _offer(self, tools: Iterable[object] | None) -> bool:
+        """Add per-call tools; True when the record changed (its tools must be saved)."""
+        changed = False
+        for item in tools or ():
+            changed = self._adopt_tool(item) or changed
+        return changed
+
     def __repr__(self) -> str:
         return (
             f"<Session {self.session_id} user={self.user_id!r} provider={self.provider!r} "
@@ -150,53 +223,138 @@ class Session:
         return [m for m in messages if m.role != "summary"]
 
     # -- turns -------------------------------------------------------------------------
-    def _validate(self, text: object) -> str:
-        if not isinstance(text, str):
-            raise InvalidMessage(f"message must be a string, not {type(text).__name__}")
-        if not text.strip():
+    def _validate(self, message: Message) -> Message:
+        """A user message's text and media within limits. Also refuses what no storage
+        can hold byte-identical (NUL, lone surrogates): InvalidText names the character
+        and where it is."""
+        text = message.content
+        media = [p for p in message.parts if isinstance(p, (ImagePart, FilePart))]
+        if not text.strip() and not media:
             raise InvalidMessage("message is empty")
-        # Also refuses what no storage can hold byte-identical (NUL, lone surrogates):
-        # InvalidText names the character and where it is.
         size = utf8_size(text)
         if size > self._max_bytes:
             raise MessageTooLarge(
                 f"message is {size} bytes, over the limit of {self._max_bytes} bytes"
             )
-        return text
+        for part in media:
+            if part.size is not None and part.size > self._max_media_bytes:
+                raise MessageTooLarge(
+                    f"{part.type} is {part.size} bytes, over the limit of "
+                    f"{self._max_media_bytes} bytes"
+                )
+            check_text(part.media_type, f"{part.type}.media_type")
+            if part.url is not None:
+                check_text(part.url, f"{part.type}.url")
+            if isinstance(part, FilePart) and part.name is not None:
+                check_text(part.name, "file.name")
+        return message
 
-    async def _begin(self, text: object) -> tuple[Message, int]:
+    async def _begin(self, content: object) -> tuple[Message, int]:
         """Steps 1-3: validate, outgoing chain, durable pending record."""
         self._pending_seq = None
-        self._validate(text)
-        assert isinstance(text, str)
-        user = Message(role="user", content=text)
+        user = self._validate(user_message(content))
+        owed = await self._owed_calls()
+        if owed:
+            ids = [c.id for c in owed]
+            raise ToolResultsOwed(
+                f"results are owed for tool calls {', '.join(ids)}: send them with "
+                "send_tool_results first",
+                ids,
+            )
         if self._chain:  # nothing to run (or re-validate) for an empty chain
-            user = await run_outgoing(self._chain, self, user)
-            self._validate(user.content)
-            pending = user.model_copy(update={"status": MessageStatus.PENDING})
-        else:
-            pending = Message(role="user", content=text, status=MessageStatus.PENDING)
+            user = self._validate(await run_outgoing(self._chain, self, user))
+        stored = await self._append_pending(user)
+        self._pending_seq = stored
+        return user, stored
+
+    async def _append_pending(self, message: Message) -> int:
+        pending = message.model_copy(update={"status": MessageStatus.PENDING})
         (stored,) = await self._storage.append_messages(self.session_id, [pending])
         assert stored.seq is not None
-        self._pending_seq = stored.seq
-        return user, stored.seq
+        return stored.seq
 
-    async def _build_request(self, user: Message) -> ProviderRequest:
+    async def _owed_calls(self) -> list[ToolCall]:
+        if self._owed is None:
+            tail = await self._storage.load_messages(
+                self.session_id, last=8, statuses=_COMMITTED
+            )
+            while tail and all(m.role == "tool" for m in tail) and len(tail) % 8 == 0:
+                tail = await self._storage.load_messages(  # a long run of tool messages
+                    self.session_id, last=len(tail) * 2, statuses=_COMMITTED
+                )
+            self._owed = owed_calls(tail)
+        return self._owed
+
+    async def _build_request(
+        self,
+        message: Message,
+        turn: list[Message],
+        state: dict[str, Any],
+        response_format: dict[str, Any] | None,
+    ) -> ProviderRequest:
         record = self._record
         request = ProviderRequest(
-            message=user,
+            message=message,
             model=record.model,
             backend=record.backend,
             system_prompt=record.system_prompt,
-            state=dict(record.provider_state),
-            load_history=self._context_history,
+            state=dict(state),
+            load_history=self._portable_context,
             session_id=record.session_id,
             max_tokens=getattr(self._provider.config, "max_tokens", None),
             temperature=getattr(self._provider.config, "temperature", None),
+            tools=self.tools,
+            response_format=response_format,
         )
+        if turn or message.parts:
+            *request.turn, request.message = await self._portable([*turn, message])
         if record.backend is SessionBackend.HYBRID:
-            request.history = await self._context_history()
+            request.history = await self._portable_context()
         return request
+
+    async def _portable_context(self) -> list[Message]:
+        return await self._portable(await self._context_history())
+
+    async def _portable(self, messages: list[Message]) -> list[Message]:
+        """Messages as this provider may receive them: foreign reasoning left out, call
+        ids in its form, stored media with their bytes."""
+        if not any(m.parts for m in messages):
+            return messages
+        from langswarm_runtime.providers.portable import for_provider
+
+        provider = self._provider
+        out = for_provider(
+            messages,
+            provider=provider.provider_type,
+            model=self._record.model,
+            wire_call_id=provider.wire_call_id if provider.call_id_pattern else None,
+        )
+        return await self._with_media(out)
+
+    async def _with_media(self, messages: list[Message]) -> list[Message]:
+        load_blob = getattr(self._storage, "load_blob", None)
+        out: list[Message] = []
+        for message in messages:
+            missing = [
+                p for p in message.parts
+                if isinstance(p, (ImagePart, FilePart)) and p.data is None and p.url is None
+            ]  # fmt: skip
+            if not missing or load_blob is None:
+                out.append(message)
+                continue
+            parts = []
+            for part in message.parts:
+                if part in missing:
+                    data = await load_blob(part.sha256)
+                    if data is None:
+                        raise LangSwarmError(
+                            f"the {part.type} {part.sha256} of message {message.seq} is "
+                            "missing from the blob store"
+                        )
+                    part = part.model_copy(update={"data": data})
+                parts.append(part)
+            out.append(message.model_copy(update={"parts": parts}))
+        return out
 
     async def _context_history(self) -> list[Message]:
         """Committed history cut to the context policy (also used to seed a native
@@ -229,7 +387,7 @@ class Session:
         reply = await self._provider.send(request)
         return reply.content
 
-    async def _fail(self, pending_seq: int, exc: BaseException) -> None:
+    async def _fail(self, pending: list[int], exc: BaseException) -> None:
         """Mark the turn failed. In native mode the provider may already hold part of the
         turn (a broken stream, a timeout after the request arrived, a rejected reply), so
         the remote conversation is dropped and the next turn re-seeds it from the local
@@ -244,7 +402,7 @@ class Session:
         try:
             await asyncio.shield(
                 self._storage.update_message_status(
-                    self.session_id, [pending_seq], MessageStatus.FAILED
+                    self.session_id, list(pending), MessageStatus.FAILED
                 )
             )
         except Exception:  # noqa: BLE001, S110
@@ -258,35 +416,161 @@ class Session:
         if self._record.backend is SessionBackend.NATIVE and self._record.provider_state:
             await self._save(lambda record: record.provider_state.clear())
 
-    async def _finish(self, user: Message, pending_seq: int, reply: ProviderReply) -> Message:
-        """Steps 6-8: incoming chain, atomic commit, record update."""
+    def _answer(self, reply: ProviderReply) -> Message:
+        """The reply as an assistant message (step 6 runs on it next)."""
         if not isinstance(reply, ProviderReply) or not isinstance(reply.content, str):
             raise ProviderBadResponse("provider returned no text", provider=self.provider)
-        answer = Message(
-            role="assistant",
-            content=reply.content,
-            usage=reply.usage,
-            provider_message_id=reply.provider_message_id,
-            metadata={"provider": self.provider, "model": reply.model or self.model},
+        parts = list(reply.parts)
+        if parts and not any(isinstance(p, TextPart) for p in parts) and reply.content:
+            parts.append(TextPart(text=reply.content))
+        metadata = {"provider": self.provider, "model": reply.model or self.model}
+        try:
+            return Message(
+                role="assistant",
+                content=reply.content,
+                parts=parts,
+                usage=reply.usage,
+                provider_message_id=reply.provider_message_id,
+                metadata=metadata,
+            )
+        except ValueError:
+            raise ProviderBadResponse(
+                "provider reply's text and parts disagree", provider=self.provider
+            ) from None
+
+    async def _turn(
+        self,
+        message: Message,
+        pending: list[int],
+        *,
+        streamed: bool,
+        response_format: object = None,
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Steps 4-8 as a loop: call the model; while it asks for tools, run the ones
+        this process has (each step stored as pending as it happens) and call it again
+        with the results. The turn's messages are committed together at the end, or when
+        the model asks for a tool only the caller can run (the caller then owes its
+        result: ``send_tool_results`` continues the turn). ``pending``: the seqs of the
+        turn's pending records so far (grown here; the caller fails them on error).
+        ``message``: the user message, or the caller's tool results resuming a turn."""
+        schema = response_format_spec(response_format)
+        steps = [message]  # the turn's messages so far: what will be committed
+        state = dict(self._record.provider_state)
+        usage = Usage()
+        new_state: dict[str, Any] | None = None
+        rounds = 0
+        delta_filters = [
+            mw for mw in reversed(self._chain) if getattr(mw, "filters_deltas", False)
+        ]
+        while True:
+            request = await self._build_request(steps[-1], steps[:-1], state, schema)
+            if not streamed:
+                reply = await self._provider.send(request)
+            else:
+                final: ProviderReply | None = None
+                async for item in self._provider.stream(request):
+                    if isinstance(item, ProviderReply):
+                        final = item
+                        break
+                    for mw in delta_filters:
+                        item = await _maybe_await(mw.process_stream_delta(self, item))  # type: ignore[attr-defined]
+                    if item:
+                        yield TurnEvent("text", text=item)
+                if final is None:
+                    raise ProviderBadResponse(
+                        "stream ended without a final reply", provider=self.provider
+                    )
+                reply = final
+            answer = self._answer(reply)
+            usage = usage + reply.usage
+            if reply.state is not None:
+                state = dict(reply.state)
+                new_state = state
+            raw_calls = answer.tool_calls
+            if self._chain:
+                answer = await run_incoming(self._chain, self, answer)
+                if answer.tool_calls:
+                    answer = await run_tool_calls_chain(self._chain, self, answer)
+            for part in answer.parts:
+                if isinstance(part, ReasoningPart):
+                    yield TurnEvent("reasoning", reasoning=part)
+            calls = answer.tool_calls
+            if not calls:
+                parsed = None
+                if response_format is not None:
+                    parsed = parse_reply(answer.content, response_format, provider=self.provider)
+                stored = await self._commit(pending, [*steps, answer], usage, new_state)
+                final_message = stored[-1]
+                final_message.parsed = parsed
+                self._owed = []
+                yield TurnEvent("done", message=final_message)
+                return
+            rounds += 1
+            pending.append(await self._append_pending(answer))
+            steps.append(answer)
+            if rounds > self._max_tool_rounds:
+                raise ToolRoundsExceeded(
+                    f"the model still asked for tools after {self._max_tool_rounds} rounds "
+                    "(max_tool_rounds)",
+                    provider=self.provider,
+                )
+            for call in calls:
+                yield TurnEvent("tool_call", call=call)
+            # Tools run with the arguments as the model sent them; what is stored and
+            # sent back is what the middleware made of them.
+            runnable = [c for c in raw_calls if c.name in self._impls]
+            owed = [c for c in calls if c.name not in self._impls]
+            if runnable:
+                results = await run_tool_calls(
+                    runnable, self._impls, timeout=self._tool_timeout
+                )
+                tool_parts: list[Any] = list(results)
+                tool_message = Message(role="tool", parts=tool_parts)
+                if self._chain:
+                    tool_message = await run_tool_results_chain(self._chain, self, tool_message)
+                pending.append(await self._append_pending(tool_message))
+                steps.append(tool_message)
+                for result in tool_message.tool_results:
+                    yield TurnEvent("tool_result", result=result)
+            if owed:
+                stored = await self._commit(pending, steps, usage, new_state)
+                self._owed = owed
+                asking = next(m for m in reversed(stored) if m.role == "assistant")
+                owed_ids = {c.id for c in owed}
+                shown = [p for p in asking.parts
+                         if not isinstance(p, ToolCall) or p.id in owed_ids]  # fmt: skip
+                yield TurnEvent("done", message=asking.model_copy(update={"parts": shown}))
+                return
+
+    async def _commit(
+        self,
+        pending: list[int],
+        messages: list[Message],
+        usage: Usage,
+        state: dict[str, Any] | None,
+    ) -> list[Message]:
+        """Step 7: the turn's messages committed in one atomic write, replacing its
+        pending records; the record (usage, provider state) updated in the same write."""
+        now = time.time()
+        committed = [
+            m.model_copy(update={"status": MessageStatus.COMMITTED, "seq": None})
+            if m.role != "user" else
+            m.model_copy(update={"status": MessageStatus.COMMITTED, "seq": None,
+                                 "created_at": now})
+            for m in messages
+        ]  # fmt: skip
+        stored = await self._storage.commit_turn(
+            self.session_id,
+            pending if len(pending) > 1 else pending[0],
+            committed,
+            usage=usage,
+            provider_state=state,
         )
-        if self._chain:
-            answer = await run_incoming(self._chain, self, answer)
-        committed_user = user.model_copy(
-            update={"status": MessageStatus.COMMITTED, "seq": None, "created_at": time.time()}
-        )
-        state = dict(reply.state) if reply.state is not None else None
-        # The record update (usage totals, provider state) rides in the commit's own
-        # atomic write: no second transaction, and no version conflict to retry, since
-        # the storage adds the usage to whatever totals it holds.
-        stored_user, stored = await self._storage.commit_turn(
-            self.session_id, pending_seq, [committed_user, answer],
-            usage=reply.usage, provider_state=state,
-        )
-        # The cache gets its own copy of the reply: the caller may change the one returned.
-        self._tail.add_own_turn(pending_seq, [stored_user, copy.copy(stored)])
+        # The cache gets its own copies: the caller may change the reply returned.
+        self._tail.add_own_turn(pending, [copy.copy(m) for m in stored])
         record = self._record
         update: dict[str, Any] = {
-            "usage": record.usage + reply.usage,
+            "usage": record.usage + usage,
             "updated_at": time.time(),
             "version": record.version + 1,
         }
@@ -317,44 +601,138 @@ class Session:
             f"session {self.session_id}: record changed concurrently {_SAVE_ATTEMPTS} times"
         )
 
-    async def send_message(self, text: str) -> Message:
-        """Send one user message and return the committed reply."""
+    async def send_message(
+        self,
+        content: object,
+        *,
+        tools: Iterable[object] | None = None,
+        response_format: object = None,
+    ) -> Message:
+        """Send one user message (a string, a part, or a list of strings and parts) and
+        return the committed reply. With tools, the runtime runs the model's tool calls
+        until it answers in text; a call to a tool only the caller can run comes back in
+        ``reply.tool_calls`` (answer with ``send_tool_results``). ``tools`` are added to
+        the session's tools (and recorded with it). ``response_format`` (a pydantic model
+        class or a JSON Schema) asks for JSON and validates it into ``reply.parsed``."""
+        final: Message | None = None
+        async for event in self._run(content, tools, response_format, streamed=False):
+            if event.type == "done":
+                final = event.message
+        assert final is not None
+        return final
+
+    async def stream_message(
+        self,
+        content: object,
+        *,
+        tools: Iterable[object] | None = None,
+        response_format: object = None,
+    ) -> AsyncGenerator[str, None]:
+        """Like ``send_message``, yielding the reply's text deltas. The whole turn is
+        committed when the stream ends; a broken or abandoned stream leaves a failed turn."""
+        async with contextlib.aclosing(
+            self._run(content, tools, response_format, streamed=True)
+        ) as events:
+            async for event in events:
+                if event.type == "text":
+                    yield event.text
+
+    async def stream_events(
+        self,
+        content: object,
+        *,
+        tools: Iterable[object] | None = None,
+        response_format: object = None,
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Like ``stream_message``, yielding typed ``TurnEvent``s: ``text`` deltas,
+        ``reasoning``, each ``tool_call`` and ``tool_result`` as it happens, and ``done``
+        with the committed reply last."""
+        async with contextlib.aclosing(
+            self._run(content, tools, response_format, streamed=True)
+        ) as events:
+            async for event in events:
+                yield event
+
+    async def send_tool_results(
+        self,
+        results: Sequence[ToolResult],
+        *,
+        streamed: bool = False,
+    ) -> Message:
+        """Answer the open caller-run tool calls (one ``ToolResult`` per call) and
+        continue the turn; returns its reply (which may ask for more calls)."""
+        final: Message | None = None
+        async for event in self._resume(results, streamed=streamed):
+            if event.type == "done":
+                final = event.message
+        assert final is not None
+        return final
+
+    async def _run(
+        self,
+        content: object,
+        tools: Iterable[object] | None,
+        response_format: object,
+        *,
+        streamed: bool,
+    ) -> AsyncGenerator[TurnEvent, None]:
         async with self._lock:
-            user, pending_seq = await self._begin(text)
+            if self._offer(tools):
+                saved = self._record.tools
+                await self._save(lambda record: setattr(record, "tools", saved))
+            user, pending_seq = await self._begin(content)
+            pending = [pending_seq]
             try:
-                request = await self._build_request(user)
-                reply = await self._provider.send(request)
-                return await self._finish(user, pending_seq, reply)
+                async with contextlib.aclosing(
+                    self._turn(user, pending, streamed=streamed, response_format=response_format)
+                ) as events:
+                    async for event in events:
+                        yield event
             except BaseException as exc:  # noqa: BLE001 - always re-raised
-                await self._fail(pending_seq, exc)
+                await self._fail(pending, exc)
                 _reraise(exc, self.provider)
 
-    async def stream_message(self, text: str) -> AsyncGenerator[str, None]:
-        """Send one user message and yield the reply's text deltas. The whole reply is
-        committed when the stream ends; a broken or abandoned stream leaves a failed turn."""
+    async def _resume(
+        self, results: Sequence[ToolResult], *, streamed: bool
+    ) -> AsyncGenerator[TurnEvent, None]:
         async with self._lock:
-            user, pending_seq = await self._begin(text)
-            delta_filters = [
-                mw for mw in reversed(self._chain) if getattr(mw, "filters_deltas", False)
-            ]
-            final: ProviderReply | None = None
+            owed = await self._owed_calls()
+            ids = [c.id for c in owed]
+            if not owed:
+                raise ToolResultsOwed("no tool calls are waiting for results", [])
+            if not isinstance(results, (list, tuple)) or not all(
+                isinstance(r, ToolResult) for r in results
+            ):
+                raise InvalidMessage("send_tool_results takes a list of ToolResult")
+            given = [r.call_id for r in results]
+            if sorted(given) != sorted(ids):
+                raise ToolResultsOwed(
+                    f"results must answer exactly the open tool calls {', '.join(ids)} "
+                    f"(got {', '.join(given) or 'none'})",
+                    ids,
+                )
+            names = {c.id: c.name for c in owed}
+            ordered = sorted(results, key=lambda r: ids.index(r.call_id))
+            parts: list[Any] = []
+            for result in ordered:
+                check_text(result.content, f"tool result {result.call_id}")
+                if result.name is None:
+                    result = result.model_copy(update={"name": names[result.call_id]})
+                parts.append(result)
+            message = Message(role="tool", parts=parts)
+            if self._chain:
+                message = await run_tool_results_chain(self._chain, self, message)
+            self._pending_seq = None
+            pending = [await self._append_pending(message)]
+            self._pending_seq = pending[0]
             try:
-                request = await self._build_request(user)
-                async for item in self._provider.stream(request):
-                    if isinstance(item, ProviderReply):
-                        final = item
-                        break
-                    for mw in delta_filters:
-                        item = await _maybe_await(mw.process_stream_delta(self, item))  # type: ignore[attr-defined]
-                    if item:
-                        yield item
-                if final is None:
-                    raise ProviderBadResponse(
-                        "stream ended without a final reply", provider=self.provider
-                    )
-                await self._finish(user, pending_seq, final)
+                async with contextlib.aclosing(
+                    self._turn(message, pending, streamed=streamed)
+                ) as events:
+                    async for event in events:
+                        yield event
             except BaseException as exc:  # noqa: BLE001 - always re-raised
-                await self._fail(pending_seq, exc)
+                await self._fail(pending, exc)
                 _reraise(exc, self.provider)
 
     # -- provider switch ---------------------------------------------------------------

@@ -64,16 +64,19 @@ class TailCache:
                 del self._messages[: len(self._messages) - MAX_CACHED]
                 self._complete = False
 
-    def add_own_turn(self, pending_seq: int, stored: Sequence[Message]) -> None:
+    def add_own_turn(self, pending: int | Sequence[int], stored: Sequence[Message]) -> None:
         """Our own turn was committed as ``stored``. When the seqs prove that nobody else
-        appended since the cache was current (the pending record took the seq after the
-        newest cached one and the turn the seqs right after it), keep the turn here, so
-        the next turn reads nothing; otherwise leave it to the next ``refresh``."""
+        appended since the cache was current (the turn's pending records took the seqs
+        after the newest cached one, and the turn the seqs right after those), keep the
+        turn here, so the next turn reads nothing; otherwise leave it to the next
+        ``refresh``."""
         last = self._last_seq
-        if last is None or pending_seq != last + 1 or not stored:
+        seqs = [pending] if isinstance(pending, int) else list(pending)
+        if last is None or not stored or seqs != list(range(last + 1, last + 1 + len(seqs))):
             return
+        first = last + 1 + len(seqs)
         for i, m in enumerate(stored):
-            if m.seq != pending_seq + 1 + i or m.status != MessageStatus.COMMITTED:
+            if m.seq != first + i or m.status != MessageStatus.COMMITTED:
                 return
         self._messages.extend(stored)
         self._last_seq = stored[-1].seq

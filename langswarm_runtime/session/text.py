@@ -124,6 +124,12 @@ def check_message(message: Any, field: str = "message") -> None:
         check_text(pmid, f"{field}.provider_message_id")
     if message.metadata:
         check_tree(message.metadata, f"{field}.metadata")
+    parts = getattr(message, "parts", None)
+    if parts:
+        # Every string of every part (bytes excluded: they are stored as they are).
+        check_tree(
+            [p.model_dump(mode="python", exclude={"data"}) for p in parts], f"{field}.parts"
+        )
 
 
 def check_messages(messages: Sequence[Any]) -> None:
@@ -160,3 +166,6 @@ def check_record(record: Any) -> None:
         check_tree(record.provider_state, "provider_state")
     if record.middleware:
         check_tree(record.middleware, "middleware")
+    tools = getattr(record, "tools", None)
+    if tools:
+        check_tree(tools, "tools")

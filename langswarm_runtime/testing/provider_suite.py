@@ -55,12 +55,13 @@ from langswarm_runtime.testing._provider_base import (
     _words,
 )
 from langswarm_runtime.testing._provider_faults import FaultChecks
+from langswarm_runtime.testing._provider_rich import RichTurnChecks
 from langswarm_runtime.testing.provider_helpers import say
 
 __all__ = ["DEFAULT_FAULT_ERRORS", "ProviderConformance", "ProviderSuiteBase"]
 
 
-class ProviderConformance(FaultChecks):
+class ProviderConformance(FaultChecks, RichTurnChecks):
     """Base class of the provider conformance tests; see the module docstring."""
 
     # -- turns and restarts -----------------------------------------------------------------

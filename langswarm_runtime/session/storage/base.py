@@ -9,7 +9,17 @@ from typing import Any, Self
 
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 
-__all__ = ["ISessionStorage"]
+__all__ = ["ISessionStorage", "pending_seqs"]
+
+
+def pending_seqs(pending_seq: int | Sequence[int] | None) -> list[int]:
+    """``commit_turn``'s ``pending_seq`` as a list: None, one seq, or several (the
+    pending steps of a tool turn)."""
+    if pending_seq is None:
+        return []
+    if isinstance(pending_seq, int):
+        return [pending_seq]
+    return [int(s) for s in pending_seq]
 
 
 class ISessionStorage(ABC):
@@ -41,6 +51,12 @@ class ISessionStorage(ABC):
       ``SessionNotFound``; ``load_messages`` returns ``[]``.
     - Failures of the underlying store raise ``StorageError`` (never a driver exception).
       A write that may not have reached durable storage is never reported as success.
+    - Messages keep their ``parts`` (JSON round-trip). The bytes of image and file parts
+      are kept once per storage in a content-addressed blob store (``load_blob``):
+      messages are stored and returned with ``data`` dropped (``sha256`` and ``size``
+      kept); the same bytes in many messages or sessions are stored once, and deleting
+      the last session that references them removes them. A storage without a blob
+      store keeps them inline (the base class's ``load_blob`` then finds nothing).
     - Text is stored byte-identical. Writes refuse what not every storage can hold (a NUL
       or a lone surrogate in any string: content, ids, metadata, provider state) with
       ``InvalidText`` before anything is written; ``langswarm_runtime.session.text``
@@ -100,17 +116,22 @@ class ISessionStorage(ABC):
     async def commit_turn(
         self,
         session_id: str,
-        pending_seq: int | None,
+        pending_seq: int | Sequence[int] | None,
         messages: Sequence[Message],
         *,
         usage: Usage | None = None,
         provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        """Atomically remove the pending placeholder ``pending_seq`` (whatever its status
-        now; absent is fine) and append ``messages`` (the turn's user message and reply,
-        so they get adjacent seqs); with ``usage``/``provider_state``, update the session
-        record in the same write (see the class docstring). Returns the appended
-        messages with seqs."""
+        """Atomically remove the turn's non-committed placeholders ``pending_seq`` (one
+        seq, or several for the pending steps of a tool turn; whatever their status
+        now; absent is fine) and append ``messages`` (the turn's messages, so they get
+        adjacent seqs); with ``usage``/``provider_state``, update the session record in
+        the same write (see the class docstring). Returns the appended messages with
+        seqs. ``pending_seqs(pending_seq)`` gives the list."""
+
+    async def load_blob(self, sha256: str) -> bytes | None:
+        """The bytes of a stored image or file by their sha256, or None."""
+        return None
 
     @abstractmethod
     async def close(self) -> None:

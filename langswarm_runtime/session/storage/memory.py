@@ -12,7 +12,8 @@ from typing import Any
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs
+from langswarm_runtime.session.storage.blobs import blob_refs, split_media
 from langswarm_runtime.session.text import check_record, check_turn
 
 __all__ = ["MemorySessionStorage"]
@@ -43,6 +44,9 @@ class MemorySessionStorage(ISessionStorage):
         # keeps the store safe when several event loops in several threads share it.
         self._lock = threading.Lock()
         self._sessions: dict[str, _Entry] = {}
+        #: Media bytes by sha256, and the sessions that reference each.
+        self._blobs: dict[str, bytes] = {}
+        self._blob_refs: dict[str, set[str]] = {}
         self._closed = False
 
     def _check_open(self) -> None:
@@ -89,7 +93,30 @@ class MemorySessionStorage(ISessionStorage):
         """Delete record and messages; True if it existed."""
         with self._lock:
             self._check_open()
-            return self._sessions.pop(session_id, None) is not None
+            entry = self._sessions.pop(session_id, None)
+            if entry is None:
+                return False
+            for sha in blob_refs(entry.messages):
+                refs = self._blob_refs.get(sha)
+                if refs is not None:
+                    refs.discard(session_id)
+                    if not refs:  # the last session that referenced it
+                        del self._blob_refs[sha]
+                        self._blobs.pop(sha, None)
+            return True
+
+    async def load_blob(self, sha256: str) -> bytes | None:
+        """The bytes of a stored image or file, or None."""
+        with self._lock:
+            self._check_open()
+            return self._blobs.get(sha256)
+
+    def _keep_blobs(
+        self, session_id: str, messages: list[Message], blobs: dict[str, bytes]
+    ) -> None:
+        self._blobs.update(blobs)
+        for sha in blob_refs(messages):
+            self._blob_refs.setdefault(sha, set()).add(session_id)
 
     async def list_sessions(
         self,
@@ -130,12 +157,14 @@ class MemorySessionStorage(ISessionStorage):
     ) -> list[Message]:
         """Append atomically; return copies with ``seq`` assigned."""
         check_turn(messages)
+        stripped, blobs = split_media(messages)
         with self._lock:
             self._check_open()
             entry = self._sessions.get(session_id)
             if entry is None:
                 raise SessionNotFound(f"session not found: {session_id}")
-            return self._append_locked(entry, messages)
+            self._keep_blobs(session_id, stripped, blobs)
+            return self._append_locked(entry, stripped)
 
     async def load_messages(
         self,
@@ -186,27 +215,30 @@ class MemorySessionStorage(ISessionStorage):
     async def commit_turn(
         self,
         session_id: str,
-        pending_seq: int | None,
+        pending_seq: int | Sequence[int] | None,
         messages: Sequence[Message],
         *,
         usage: Usage | None = None,
         provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``;
+        """Remove the non-committed placeholders ``pending_seq`` and append ``messages``;
         with ``usage``/``provider_state``, update the record too (one locked step)."""
         check_turn(messages, provider_state)
+        placeholders = set(pending_seqs(pending_seq))
+        messages, blobs = split_media(messages)
         state = copy.deepcopy(provider_state) if provider_state is not None else None
         with self._lock:
             self._check_open()
             entry = self._sessions.get(session_id)
             if entry is None:
                 raise SessionNotFound(f"session not found: {session_id}")
-            if pending_seq is not None:
+            if placeholders:
                 entry.messages = [
                     m
                     for m in entry.messages
-                    if m.seq != pending_seq or m.status == MessageStatus.COMMITTED
+                    if m.seq not in placeholders or m.status == MessageStatus.COMMITTED
                 ]
+            self._keep_blobs(session_id, messages, blobs)
             stored = self._append_locked(entry, messages)
             if usage is not None or state is not None:
                 record = entry.record
@@ -227,6 +259,8 @@ class MemorySessionStorage(ISessionStorage):
         with self._lock:
             self._closed = True
             self._sessions.clear()
+            self._blobs.clear()
+            self._blob_refs.clear()
 
 
 @hookimpl

@@ -71,9 +71,38 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def m002_parts_and_blobs(conn: sqlite3.Connection) -> None:
+    """Content parts, tool specs, and the content-addressed blob store for media."""
+    # NULL for a text-only message (most of them): such rows cost nothing extra.
+    conn.execute("ALTER TABLE messages ADD COLUMN parts TEXT")  # JSON list or NULL
+    conn.execute("ALTER TABLE sessions ADD COLUMN tools TEXT")  # JSON list or NULL
+    conn.execute(
+        """
+        CREATE TABLE blobs (
+            sha256     TEXT PRIMARY KEY,
+            data       BLOB NOT NULL,
+            size       INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """
+    )
+    # Which sessions reference a blob: deleting the last one deletes the blob.
+    conn.execute(
+        """
+        CREATE TABLE blob_refs (
+            session_id TEXT NOT NULL,
+            sha256     TEXT NOT NULL,
+            PRIMARY KEY (session_id, sha256)
+        ) WITHOUT ROWID
+        """
+    )
+    conn.execute("CREATE INDEX blob_refs_by_blob ON blob_refs (sha256)")
+
+
 #: In order. Append only.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("m001_initial", m001_initial),
+    ("m002_parts_and_blobs", m002_parts_and_blobs),
 ]
 
 

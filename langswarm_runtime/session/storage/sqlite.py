@@ -33,7 +33,8 @@ from langswarm_runtime.errors import (
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs
+from langswarm_runtime.session.storage.blobs import blob_refs, dump_parts, load_parts, split_media
 from langswarm_runtime.session.storage.migrations import (
     MIGRATIONS,
     NewerSchema,
@@ -57,13 +58,17 @@ _CHECKPOINT_EVERY = 300
 
 _SESSION_COLS = (
     "session_id, user_id, provider, model, backend, system_prompt, provider_state, "
-    "metadata, middleware, usage, created_at, updated_at, version"
+    "metadata, middleware, usage, created_at, updated_at, version, tools"
 )
-_MESSAGE_COLS = "seq, role, content, status, usage, provider_message_id, created_at, metadata"
+_MESSAGE_COLS = (
+    "seq, role, content, status, usage, provider_message_id, created_at, metadata, parts"
+)
 _INSERT_MESSAGE = (
     "INSERT INTO messages (session_id, seq, role, content, status, usage, "
-    "provider_message_id, created_at, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "provider_message_id, created_at, metadata, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (sha256, data, size, created_at) VALUES (?, ?, ?, ?)"
+_INSERT_BLOB_REF = "INSERT OR IGNORE INTO blob_refs (session_id, sha256) VALUES (?, ?)"
 _MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?"
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE session_id = ?"
 #: commit_turn's record update: usage totals added in SQL (not read-modify-write in
@@ -141,17 +146,19 @@ def _rows_to_messages(rows: list[tuple[Any, ...]]) -> list[Message]:
     # Saves an allocation and a GC-tracked object per row.
     new, setattr_, cls, fields = _new, _setattr, Message, _ALL_FIELDS_SET
     status_of, loads, usage_of = _STATUS.__getitem__, json.loads, Usage.model_validate_json
-    for seq, role, content, status, usage, pmid, created_at, metadata in rows:
+    for seq, role, content, status, usage, pmid, created_at, metadata, parts in rows:
         m = new(cls)
         setattr_(m, "__dict__", {
             "role": role,
             "content": content,
+            "parts": load_parts(parts) if parts else [],
             "seq": seq,
             "status": status_of(status),
             "usage": usage_of(usage) if usage else None,
             "provider_message_id": pmid,
             "created_at": created_at,
             "metadata": loads(metadata) if metadata else {},
+            "parsed": None,
         })  # fmt: skip
         setattr_(m, "__pydantic_fields_set__", fields)
         setattr_(m, "__pydantic_extra__", None)
@@ -162,7 +169,7 @@ def _rows_to_messages(rows: list[tuple[Any, ...]]) -> list[Message]:
 
 def _row_to_record(row: tuple[Any, ...]) -> SessionRecord:
     (sid, user, provider, model, backend, prompt, pstate, meta, mw, usage, created,
-     updated, version) = row  # fmt: skip
+     updated, version, tools) = row  # fmt: skip
     return SessionRecord(
         session_id=sid,
         user_id=user,
@@ -173,6 +180,7 @@ def _row_to_record(row: tuple[Any, ...]) -> SessionRecord:
         provider_state=json.loads(pstate),
         metadata=json.loads(meta),
         middleware=json.loads(mw),
+        tools=json.loads(tools) if tools else [],
         usage=Usage.model_validate_json(usage),
         created_at=created,
         updated_at=updated,
@@ -206,15 +214,18 @@ def _message_params(m: Message) -> tuple[Any, ...]:
         m.provider_message_id,
         m.created_at,
         _dumps(m.metadata) if m.metadata else None,
+        dump_parts(m.parts),
     )
 
 
 def _write_turn(
     conn: sqlite3.Connection,
     session_id: str,
-    pending_seq: int | None,
+    pending: list[int],
     params: list[tuple[Any, ...]],
     record_update: tuple[Any, ...] | None = None,
+    blobs: dict[str, bytes] | None = None,
+    refs: set[str] | None = None,
 ) -> int:
     """One transaction: allocate seqs, drop the placeholder, insert, and update the
     session record (``_UPDATE_RECORD`` parameters but the session id) when asked.
@@ -228,12 +239,12 @@ def _write_turn(
     conn.execute("BEGIN IMMEDIATE")
     try:
         first = conn.execute(_MAX_SEQ, (session_id,)).fetchone()[0] + 1
-        if pending_seq is not None:
+        if pending:
             # Committed messages are never removed: only a placeholder can go.
             conn.execute(
-                "DELETE FROM messages WHERE session_id = ? AND seq = ? "
-                "AND status != 'committed'",
-                (session_id, pending_seq),
+                "DELETE FROM messages WHERE session_id = ? "
+                f"AND seq IN ({', '.join('?' * len(pending))}) AND status != 'committed'",
+                (session_id, *pending),
             )
         if params:
             # The foreign key rejects an unknown session; no separate lookup needed.
@@ -248,6 +259,13 @@ def _write_turn(
             and conn.execute(_UPDATE_RECORD, (*record_update, session_id)).rowcount != 1
         ):
             raise SessionNotFound(f"session not found: {session_id}")
+        if blobs:
+            now = time.time()
+            conn.executemany(
+                _INSERT_BLOB, [(sha, data, len(data), now) for sha, data in blobs.items()]
+            )
+        if refs:
+            conn.executemany(_INSERT_BLOB_REF, [(session_id, sha) for sha in refs])
         conn.execute("COMMIT")
     except sqlite3.IntegrityError as exc:
         conn.execute("ROLLBACK")
@@ -511,13 +529,14 @@ class SQLiteSessionStorage(ISessionStorage):
     async def create_session(self, record: SessionRecord) -> None:
         """Store a new session; ``StorageError`` if the id already exists."""
         check_record(record)
-        params = (record.session_id, *_record_params(record), record.version)
+        params = (record.session_id, *_record_params(record), record.version,
+                  _dumps(record.tools) if record.tools else None)  # fmt: skip
 
         def op(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
                     f"INSERT INTO sessions ({_SESSION_COLS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     params,
                 )
             except sqlite3.IntegrityError:
@@ -541,14 +560,15 @@ class SQLiteSessionStorage(ISessionStorage):
     async def save_session(self, record: SessionRecord) -> None:
         """Update a record if its stored version equals ``record.version``; bumps it."""
         check_record(record)
-        params = (*_record_params(record), record.session_id, record.version)
+        params = (*_record_params(record), _dumps(record.tools) if record.tools else None,
+                  record.session_id, record.version)  # fmt: skip
 
         def op(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "UPDATE sessions SET user_id = ?, provider = ?, model = ?, backend = ?, "
                 "system_prompt = ?, provider_state = ?, metadata = ?, middleware = ?, "
-                "usage = ?, created_at = ?, updated_at = ?, version = version + 1 "
-                "WHERE session_id = ? AND version = ?",
+                "usage = ?, created_at = ?, updated_at = ?, tools = ?, "
+                "version = version + 1 WHERE session_id = ? AND version = ?",
                 params,
             )
             if cur.rowcount == 1:
@@ -578,6 +598,16 @@ class SQLiteSessionStorage(ISessionStorage):
                 n = conn.execute(
                     "DELETE FROM sessions WHERE session_id = ?", (session_id,)
                 ).rowcount
+                shas = [r[0] for r in conn.execute(
+                    "SELECT sha256 FROM blob_refs WHERE session_id = ?", (session_id,))]
+                if shas:
+                    conn.execute("DELETE FROM blob_refs WHERE session_id = ?", (session_id,))
+                    # The blobs no other session references go with their last session.
+                    conn.executemany(
+                        "DELETE FROM blobs WHERE sha256 = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM blob_refs WHERE blob_refs.sha256 = blobs.sha256)",
+                        [(sha,) for sha in shas],
+                    )  # fmt: skip
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -635,18 +665,29 @@ class SQLiteSessionStorage(ISessionStorage):
     ) -> list[Message]:
         """Append in one transaction; return copies with ``seq`` assigned."""
         check_turn(messages)
-        return await self._write(session_id, None, messages)
+        return await self._write(session_id, [], messages)
+
+    async def load_blob(self, sha256: str) -> bytes | None:
+        """The bytes of a stored image or file, or None."""
+        if not isinstance(sha256, str) or not is_storable(sha256):
+            return None
+
+        def op(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+            return bytes(row[0]) if row else None
+
+        return await self._call(op, worker=True)
 
     async def commit_turn(
         self,
         session_id: str,
-        pending_seq: int | None,
+        pending_seq: int | Sequence[int] | None,
         messages: Sequence[Message],
         *,
         usage: Usage | None = None,
         provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        """Remove the non-committed placeholder ``pending_seq`` and append ``messages``
+        """Remove the non-committed placeholders ``pending_seq`` and append ``messages``
         and, with ``usage``/``provider_state``, update the record: one transaction."""
         check_turn(messages, provider_state)
         record_update = None
@@ -655,22 +696,28 @@ class SQLiteSessionStorage(ISessionStorage):
             state = _dumps(provider_state) if provider_state is not None else None
             record_update = (u.input_tokens, u.output_tokens, u.cached_tokens, state,
                              time.time())  # fmt: skip
-        return await self._write(session_id, pending_seq, messages, record_update)
+        return await self._write(session_id, pending_seqs(pending_seq), messages, record_update)
 
     async def _write(
         self,
         session_id: str,
-        pending_seq: int | None,
+        pending: list[int],
         messages: Sequence[Message],
         record_update: tuple[Any, ...] | None = None,
     ) -> list[Message]:
         # Callers checked the text (check_turn): nothing unstorable gets this far.
         if not is_storable(session_id):
             raise SessionNotFound(f"session not found: {session_id!r}")
+        blobs: dict[str, bytes] = {}
+        refs: set[str] = set()
+        if any(m.parts for m in messages):
+            messages, blobs = split_media(messages)
+            refs = blob_refs(messages)
         params = [_message_params(m) for m in messages]
         first = await self._call(
-            _write_turn, session_id, pending_seq, params, record_update, write=True
-        )
+            _write_turn, session_id, pending, params, record_update, blobs, refs,
+            write=True, worker=bool(blobs),
+        )  # fmt: skip
         self._writes += 1
         if self._writes >= _CHECKPOINT_EVERY and not self._checkpointing:
             self._writes = 0

@@ -30,9 +30,16 @@ __all__ = [
     "echo_reply",
     "error_shape",
     "iter_routes",
+    "media_note",
     "new_id",
+    "reasoning_for",
     "require_bearer_key",
     "route",
+    "schema_instance",
+    "signature_of",
+    "structured_reply",
+    "tool_answer",
+    "tool_calls_asked",
     "word_deltas",
 ]
 
@@ -158,11 +165,6 @@ def load_provider_modules() -> None:
 # ---------------------------------------------------------------------------- helpers
 
 
-def count_words(*texts: str | None) -> int:
-    """Deterministic 'token' count: whitespace-separated words."""
-    return sum(len(t.split()) for t in texts if t)
-
-
 def echo_reply(text: str, earlier: int) -> str:
     """The reply every provider route gives: quotes the new message and says how many
     messages the provider had before it, so tests can see replay and hydration."""
@@ -198,6 +200,20 @@ def word_deltas(text: str) -> list[str]:
     """Split a reply into word-sized deltas that join back to ``text``."""
     parts = text.split(" ")
     return [p if i == 0 else " " + p for i, p in enumerate(parts)]
+
+
+# The model's rules (tool calls, media notes, structured output, reasoning) are shared
+# with the offline ``echo`` provider.
+from langswarm_runtime.providers._model_rules import (
+    count_words,
+    media_note,
+    reasoning_for,
+    schema_instance,
+    signature_of,
+    structured_reply,
+    tool_answer,
+    tool_calls_asked,
+)
 
 
 def iter_routes() -> Iterator[tuple[str, str, str]]:

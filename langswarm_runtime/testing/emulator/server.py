@@ -110,6 +110,8 @@ class _Fault:
     remaining: int
     retry_after: float | None
     delay: float | None
+    #: Matching requests still to let through before this fault applies.
+    skip: int = 0
 
 
 # ---------------------------------------------------------------------------- the server
@@ -236,17 +238,21 @@ class ProviderEmulator:
         count: int = 1,
         retry_after: float | None = None,
         delay: float | None = None,
+        after: int = 0,
     ) -> None:
         """Make the next ``count`` requests whose path matches ``path`` (regex, searched;
-        None = any) fail with ``kind``."""
+        None = any) fail with ``kind``, once ``after`` such requests have passed (e.g.
+        ``after=1``: the second call of a tool loop)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if count < 1:
             raise ValueError("count must be >= 1")
+        if after < 0:
+            raise ValueError("after must be >= 0")
         with self.lock:
-            self._faults.append(
-                _Fault(kind, re.compile(path) if path else None, count, retry_after, delay)
-            )
+            fault = _Fault(kind, re.compile(path) if path else None, count, retry_after, delay)
+            fault.skip = after
+            self._faults.append(fault)
 
     def _take_fault(self, path: str, headers: dict[str, str]) -> _Fault | None:
         kind = headers.get(FAULT_HEADER)
@@ -259,6 +265,9 @@ class ProviderEmulator:
         with self.lock:
             for fault in self._faults:
                 if fault.path is None or fault.path.search(path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
