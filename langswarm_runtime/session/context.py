@@ -30,6 +30,7 @@ prompt byte-stable in between, which is what providers' prompt caches reward.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +40,7 @@ from typing import Final
 from langswarm_runtime.errors import ConfigError
 from langswarm_runtime.providers.base import ContextConfig
 from langswarm_runtime.session.models import Message, MessageStatus
+from langswarm_runtime.session.parts import FilePart, ImagePart, ReasoningPart, ToolCall, ToolResult
 from langswarm_runtime.session.storage.base import ISessionStorage
 
 __all__ = [
@@ -61,6 +63,11 @@ KEEP_FRACTION = 0.5
 #: Tail size read first when ``max_messages`` is not set.
 _DEFAULT_FIRST_READ = 64
 _COMMITTED = (MessageStatus.COMMITTED,)
+#: Roles that continue the turn a user message opened: the replies, the tool calls they
+#: make and the tool results. A turn is kept or dropped whole, so a tool call never
+#: travels without its result, nor a result without its call.
+_IN_TURN = frozenset({"assistant", "tool"})
+_CHAT = frozenset({"user", "assistant", "tool"})
 
 
 def estimate_tokens(text: str) -> int:
@@ -82,8 +89,13 @@ class _Turn:
 class _Counter:
     """Token counts per message, cached by seq across the reads of one selection."""
 
-    def __init__(self, count_tokens: Callable[[str], int] | None) -> None:
+    def __init__(
+        self,
+        count_tokens: Callable[[str], int] | None,
+        media_tokens: Callable[[ImagePart | FilePart], int] | None = None,
+    ) -> None:
         self._count = count_tokens
+        self._media = media_tokens or default_media_tokens
         self._cache: dict[int, int] = {}
 
     def text(self, text: str) -> int:
@@ -102,9 +114,31 @@ class _Counter:
         if m.seq is not None and m.seq in self._cache:
             return self._cache[m.seq]
         n = self.text(m.content) + MESSAGE_OVERHEAD
+        if m.parts:
+            n += sum(self.part(p) for p in m.parts)
         if m.seq is not None:
             self._cache[m.seq] = n
         return n
+
+
+    def part(self, part: object) -> int:
+        """Tokens of a non-text part: media by the provider's documented estimate."""
+        if isinstance(part, (ImagePart, FilePart)):
+            return self._media(part)
+        if isinstance(part, ToolCall):
+            return self.text(part.name) + self.text(json.dumps(part.arguments)) + 8
+        if isinstance(part, ToolResult):
+            return self.text(part.content) + 8
+        if isinstance(part, ReasoningPart):
+            return self.text(part.text)
+        return 0
+
+
+def default_media_tokens(part: ImagePart | FilePart) -> int:
+    """Media tokens when the provider is not known (the Anthropic rule)."""
+    from langswarm_runtime.providers.media_tokens import media_tokens
+
+    return media_tokens(None, part)
 
 
 def _group_turns(
@@ -118,10 +152,10 @@ def _group_turns(
     turn = _Turn()  # placeholder, never returned
     for m in messages:
         role = m.role
-        if role == "user" or (role == "assistant" and not turns):
+        if role == "user" or (role in _IN_TURN and not turns):
             turn = _Turn([m], count(m) if count is not None else 0)
             turns.append(turn)
-        elif role == "assistant":
+        elif role in _IN_TURN:
             turn.messages.append(m)
             if count is not None:
                 turn.tokens += count(m)
@@ -160,13 +194,15 @@ async def select_context(
     system_prompt: str | None = None,
     count_tokens: Callable[[str], int] | None = None,
     summarize: Callable[[list[Message]], Awaitable[str]] | None = None,
+    media_tokens: Callable[[ImagePart | FilePart], int] | None = None,
 ) -> list[Message]:
     """The committed history to send with the next message, oldest first (see the module
     docstring). Neither the new user message nor the system prompt is included.
 
     ``count_tokens``: the provider's cheap local counter, if any. ``summarize``: turns a
     list of messages (the previous summary first, if any) into summary text; required
-    for ``strategy: summarize``.
+    for ``strategy: summarize``. ``media_tokens``: tokens of an image or file part
+    (default: ``providers.media_tokens`` without a provider).
     """
     if policy.strategy not in STRATEGIES:
         raise ConfigError(
@@ -176,7 +212,7 @@ async def select_context(
     if policy.strategy == "summarize" and summarize is None:
         raise ConfigError("context strategy 'summarize' needs a summarize function",
                           key_path="context.strategy")
-    counter = _Counter(count_tokens)
+    counter = _Counter(count_tokens, media_tokens)
     max_messages: float = policy.max_messages if policy.max_messages is not None else math.inf
     max_tokens: float = policy.max_tokens if policy.max_tokens is not None else math.inf
     if system_prompt:
@@ -241,7 +277,7 @@ def _newest_turns(
     start = len(messages)  # where the kept turns begin
     for i in range(len(messages) - 1, -1, -1):
         role = messages[i].role
-        if role == "assistant":
+        if role in _IN_TURN:
             in_turn += 1
         elif role == "user":
             if used + in_turn + 1 > max_messages:
@@ -257,7 +293,7 @@ def _newest_turns(
 
 
 def _chat_only(messages: Sequence[Message]) -> list[Message]:
-    return [m for m in messages if m.role == "user" or m.role == "assistant"]
+    return [m for m in messages if m.role in _CHAT]
 
 
 def _stepped(fitting: list[_Turn], overflow: _Turn, step: int) -> list[_Turn]:

@@ -113,9 +113,22 @@ class _MediaPart(_PartBase):
 
 
 class ImagePart(_MediaPart):
-    """An image (``image/png``, ``image/jpeg``, ``image/webp``, ``image/gif``)."""
+    """An image (``image/png``, ``image/jpeg``, ``image/webp``, ``image/gif``).
+    ``width`` and ``height`` (pixels) are read from inline bytes when their header says
+    (they size the image's share of the context window)."""
 
     type: Literal["image"] = "image"
+    width: int | None = None
+    height: int | None = None
+
+    @model_validator(mode="after")
+    def _dimensions(self) -> Self:
+        if self.data is not None and self.width is None:
+            found = image_size(self.data)
+            if found is not None:
+                object.__setattr__(self, "width", found[0])
+                object.__setattr__(self, "height", found[1])
+        return self
 
     @classmethod
     def from_path(cls, path: str | Path, media_type: str | None = None) -> ImagePart:
@@ -178,6 +191,38 @@ Part = Annotated[
     TextPart | ImagePart | FilePart | ToolCall | ToolResult | ReasoningPart,
     Field(discriminator="type"),
 ]
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG, GIF, JPEG or WebP header, or None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        kind = data[12:16]
+        if kind == b"VP8X":
+            return (int.from_bytes(data[24:27], "little") + 1,
+                    int.from_bytes(data[27:30], "little") + 1)  # fmt: skip
+        if kind == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+            return (int.from_bytes(data[26:28], "little") & 0x3FFF,
+                    int.from_bytes(data[28:30], "little") & 0x3FFF)  # fmt: skip
+        if kind == b"VP8L" and data[20] == 0x2F:
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        return None
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            length = int.from_bytes(data[i + 2 : i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return (int.from_bytes(data[i + 7 : i + 9], "big"),
+                        int.from_bytes(data[i + 5 : i + 7], "big"))  # fmt: skip
+            i += 2 + length
+    return None
 
 
 def text_of(parts: Iterable[BaseModel]) -> str:

@@ -50,6 +50,7 @@ from langswarm_runtime.session.tailcache import TailCache
 from langswarm_runtime.session.text import check_text, utf8_size
 from langswarm_runtime.session.turns import (
     TurnEvent,
+    describe,
     owed_calls,
     parse_reply,
     response_format_spec,
@@ -200,13 +201,12 @@ class Session:
     def add_middleware(self, middleware: object) -> None:
         """Append a middleware to this session's chain (for this process only; chains
         declared in swarm.yaml are recorded with the session and survive restarts)."""
-        if not (
-            hasattr(middleware, "process_outgoing_message")
-            or hasattr(middleware, "process_incoming_message")
-        ):
+        hooks = ("process_outgoing_message", "process_incoming_message",
+                 "process_tool_call", "process_tool_result")  # fmt: skip
+        if not any(hasattr(middleware, hook) for hook in hooks):
             raise TypeError(
-                f"{type(middleware).__name__} is not a middleware: it has neither "
-                "process_outgoing_message nor process_incoming_message"
+                f"{type(middleware).__name__} is not a middleware: it has none of "
+                f"{', '.join(hooks)}"
             )
         self._chain.append(middleware)
 
@@ -369,11 +369,17 @@ class Session:
             system_prompt=self._record.system_prompt,
             count_tokens=getattr(self._provider, "count_tokens", None),
             summarize=self._summarize,
+            media_tokens=self._media_tokens,
         )
+
+    def _media_tokens(self, part: ImagePart | FilePart) -> int:
+        from langswarm_runtime.providers.media_tokens import media_tokens
+
+        return media_tokens(self._provider.provider_type, part)
 
     async def _summarize(self, messages: list[Message]) -> str:
         """Ask this session's own provider for a summary of turns leaving the window."""
-        transcript = "\n".join(f"{m.role}: {m.content}" for m in messages)
+        transcript = "\n".join(f"{m.role}: {describe(m)}" for m in messages)
         request = ProviderRequest(
             message=Message(
                 role="user",

@@ -25,6 +25,7 @@ from langswarm_runtime.session.parts import (
 
 __all__ = [
     "TurnEvent",
+    "describe",
     "owed_calls",
     "parse_reply",
     "response_format_spec",
@@ -152,3 +153,22 @@ def owed_calls(tail: Sequence[Message]) -> list[ToolCall]:
             return [c for c in message.tool_calls if c.id not in answered]
         return []
     return []
+
+
+def describe(message: Message) -> str:
+    """A message as readable text: its text, then one line per tool call, tool result,
+    attachment or reasoning part (for summaries, the CLI and markdown exports)."""
+    lines = [message.content] if message.content else []
+    for part in message.parts:
+        if isinstance(part, ToolCall):
+            lines.append(f"[tool call {part.name} {json.dumps(part.arguments, ensure_ascii=False)}]")
+        elif isinstance(part, ToolResult):
+            status = " (error)" if part.is_error else ""
+            lines.append(f"[tool {part.name or part.call_id} returned{status}: {part.content}]")
+        elif isinstance(part, (ImagePart, FilePart)):
+            name = f" {part.name}" if isinstance(part, FilePart) and part.name else ""
+            where = part.url or (f"{part.size} bytes" if part.size is not None else "")
+            lines.append(f"[{part.type}{name} {part.media_type} {where}]".replace("  ", " "))
+        elif isinstance(part, ReasoningPart) and part.text:
+            lines.append(f"[reasoning: {part.text}]")
+    return "\n".join(lines)

@@ -68,6 +68,7 @@ _INSERT_MESSAGE = (
     "provider_message_id, created_at, metadata, parts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_BLOB = "INSERT OR IGNORE INTO blobs (sha256, data, size, created_at) VALUES (?, ?, ?, ?)"
+_BLOB_EXISTS = "SELECT 1 FROM blobs WHERE sha256 = ?"
 _INSERT_BLOB_REF = "INSERT OR IGNORE INTO blob_refs (session_id, sha256) VALUES (?, ?)"
 _MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?"
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE session_id = ?"
@@ -260,10 +261,12 @@ def _write_turn(
         ):
             raise SessionNotFound(f"session not found: {session_id}")
         if blobs:
+            # Bytes already stored are not even handed to SQLite again.
             now = time.time()
-            conn.executemany(
-                _INSERT_BLOB, [(sha, data, len(data), now) for sha, data in blobs.items()]
-            )
+            new = [(sha, data, len(data), now) for sha, data in blobs.items()
+                   if not conn.execute(_BLOB_EXISTS, (sha,)).fetchone()]  # fmt: skip
+            if new:
+                conn.executemany(_INSERT_BLOB, new)
         if refs:
             conn.executemany(_INSERT_BLOB_REF, [(session_id, sha) for sha in refs])
         conn.execute("COMMIT")
