@@ -25,9 +25,9 @@ from langswarm_runtime.session.parts import FilePart, ImagePart
 __all__ = ["image_tokens", "media_tokens"]
 
 
-def _openai(w: int, h: int) -> int:
-    scale = min(1.0, 2048 / max(w, h))
-    w, h = w * scale, h * scale
+def _openai(width: int, height: int) -> int:
+    scale = min(1.0, 2048 / max(width, height))
+    w, h = width * scale, height * scale
     scale = min(1.0, 768 / min(w, h))
     w, h = w * scale, h * scale
     return 85 + 170 * math.ceil(w / 512) * math.ceil(h / 512)
