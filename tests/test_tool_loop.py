@@ -471,3 +471,45 @@ def test_selected_context_keeps_tool_pairs_whole(
     _check_valid_for_every_provider(selected)
     if max_messages is not None:
         assert len(selected) <= max_messages
+
+
+async def test_pii_filter_scrubs_tool_arguments_and_results_before_storage(
+    tmp_path: Path,
+) -> None:
+    from langswarm_runtime.middleware.pii import PIIFilterMiddleware
+    from langswarm_runtime.testing.provider_helpers import sqlite_files_contain
+
+    @tool
+    def contact(name: str) -> str:
+        """Looks a contact up."""
+        return f"{name}: reach them at bob@example.com"
+
+    db = tmp_path / "s.db"
+    async with _manager(db) as mgr:
+        session = await mgr.create_session(user_id="u", provider="echo", tools=[contact])
+        session.add_middleware(PIIFilterMiddleware(entities=["email"]))
+        reply = await session.send_message('call contact {"name": "alice@example.com"}')
+        history = await session.get_history()
+    assert history[1].tool_calls[0].arguments == {"name": "[EMAIL]"}
+    assert history[2].tool_results[0].content == "[EMAIL]: reach them at [EMAIL]"
+    assert "example.com" not in reply.content
+    assert not sqlite_files_contain(db, "example.com"), "personal data reached the database"
+
+
+async def test_audit_log_records_tool_calls(tmp_path: Path) -> None:
+    import json as json_
+
+    from langswarm_runtime.middleware.audit import AuditLogMiddleware
+
+    log = tmp_path / "audit.jsonl"
+    async with _manager(tmp_path / "s.db") as mgr:
+        session = await mgr.create_session(user_id="u", provider="echo", tools=[weather])
+        session.add_middleware(AuditLogMiddleware(path=str(log)))
+        await session.send_message('call weather {"city": "Kyiv"}')
+    entries = [json_.loads(line) for line in log.read_text().splitlines()]
+    kinds = [e.get("kind") or e["role"] for e in entries]
+    assert kinds == ["user", "assistant", "tool_call", "tool_result", "assistant"]
+    call = entries[2]
+    assert call["tool"] == "weather" and call["direction"] == "incoming"
+    assert entries[3]["call_id"] == call["call_id"] and entries[3]["is_error"] is False
+    assert "Kyiv" not in log.read_text()  # content stays out unless include_content

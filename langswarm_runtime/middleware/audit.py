@@ -34,6 +34,7 @@ from langswarm_runtime.middleware._common import (
 from langswarm_runtime.middleware.pii import redact_text
 from langswarm_runtime.session.middleware import ISessionMiddleware
 from langswarm_runtime.session.models import Message
+from langswarm_runtime.session.parts import ToolCall, ToolResult
 
 __all__ = ["DEFAULT_AUDIT_LOGGER", "AuditLogConfig", "AuditLogMiddleware"]
 
@@ -135,6 +136,40 @@ class AuditLogMiddleware(ISessionMiddleware):
 
     def process_incoming_message(self, session: Any, message: Message) -> Message:
         return self._process(session, message, "incoming")
+
+    def process_tool_call(self, session: Any, call: ToolCall) -> ToolCall:
+        """One line per tool call the model makes (direction ``incoming``)."""
+        if "incoming" in self.config.directions:
+            arguments = json.dumps(call.arguments, ensure_ascii=False, sort_keys=True)
+            entry = self._part_entry(session, "tool_call", "incoming", arguments)
+            entry.update(call_id=call.id, tool=call.name)
+            if self.config.include_content:
+                entry["arguments"] = redact_text(arguments, ("api_key",))
+            self._emit(entry)
+        return call
+
+    def process_tool_result(self, session: Any, result: ToolResult) -> ToolResult:
+        """One line per tool result sent to the model (direction ``outgoing``)."""
+        if "outgoing" in self.config.directions:
+            entry = self._part_entry(session, "tool_result", "outgoing", result.content)
+            entry.update(call_id=result.call_id, tool=result.name, is_error=result.is_error)
+            if self.config.include_content:
+                entry["content"] = redact_text(result.content, ("api_key",))
+            self._emit(entry)
+        return result
+
+    def _part_entry(
+        self, session: object, kind: str, direction: Direction, text: str
+    ) -> dict[str, Any]:
+        return {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "session_id": session_attr(session, "session_id"),
+            "user_id": session_attr(session, "user_id"),
+            "kind": kind,
+            "direction": direction,
+            "chars": len(text),
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        }
 
     def close(self) -> None:
         """Close the file (reopened on the next message). Idempotent."""

@@ -30,6 +30,7 @@ from langswarm_runtime.middleware._common import (
 from langswarm_runtime.middleware.pii_entities import ENTITIES, Entity
 from langswarm_runtime.session.middleware import ISessionMiddleware
 from langswarm_runtime.session.models import Message
+from langswarm_runtime.session.parts import ToolCall, ToolResult
 
 if TYPE_CHECKING:
     from langswarm_runtime.middleware.pii_detect import Finding
@@ -194,6 +195,41 @@ class PIIFilterMiddleware(ISessionMiddleware):
 
     def process_incoming_message(self, session: Any, message: Message) -> Message:
         return self._process(session, message, "incoming")
+
+    def _scrub(self, session: object, value: Any) -> tuple[Any, Counter[str]]:
+        """Every string in a JSON value filtered (keys are kept)."""
+        if isinstance(value, str):
+            return self.filter_text(session, value)
+        total: Counter[str] = Counter()
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                out[key], counts = self._scrub(session, item)
+                total += counts
+            return out, total
+        if isinstance(value, list):
+            items = []
+            for item in value:
+                new, counts = self._scrub(session, item)
+                items.append(new)
+                total += counts
+            return items, total
+        return value, total
+
+    def process_tool_call(self, session: Any, call: ToolCall) -> ToolCall:
+        """The model's tool arguments, before they are stored and sent back (the tool
+        itself runs with them as the model sent them)."""
+        if "incoming" not in self.config.directions:
+            return call
+        arguments, counts = self._scrub(session, call.arguments)
+        return call.model_copy(update={"arguments": arguments}) if counts else call
+
+    def process_tool_result(self, session: Any, result: ToolResult) -> ToolResult:
+        """A tool's result, before it is stored and sent to the provider."""
+        if "outgoing" not in self.config.directions:
+            return result
+        content, counts = self.filter_text(session, result.content)
+        return result.model_copy(update={"content": content}) if counts else result
 
 
 @hookimpl
