@@ -25,7 +25,6 @@ from langswarm_runtime.testing.provider_helpers import (
 NATIVE = SessionBackend.NATIVE
 
 class TestOpenAI(ProviderConformance):
-    rich_turns_pending = "tools, media and structured output are not translated yet"
     provider_type = "openai"
     plugin_module = "langswarm_runtime.providers.openai"
     sdk_module = "openai"

@@ -38,14 +38,21 @@ from langswarm_runtime.providers._common import (
     StreamOrder,
     api_key_value,
     chat_chunk_phase,
+    chat_messages,
     error_for_status,
-    history_turns,
     import_sdk,
     make_usage,
     parse_retry_after,
     scrub,
     with_native_retries,
     with_version_suffix,
+)
+from langswarm_runtime.providers._openai_parts import (
+    input_items,
+    message_items,
+    reply_parts,
+    text_format,
+    tool_params,
 )
 from langswarm_runtime.providers.base import (
     Provider,
@@ -83,6 +90,10 @@ class OpenAIConfig(ProviderConfig):
     #: Hybrid Responses calls carry ``prompt_cache_key`` (a hash of the session id), which
     #: keeps a session's turns on the same prompt cache.
     prompt_cache_key: bool = True
+    #: The Responses ``reasoning`` option for reasoning models, e.g. ``{effort: low,
+    #: summary: auto}``. Its encrypted content is then asked for too, so the reasoning
+    #: can be replayed in later (stateless) requests of the same model family.
+    reasoning: dict[str, Any] | None = None
 
 
 class OpenAIProvider(Provider):
@@ -169,14 +180,13 @@ class OpenAIProvider(Provider):
             raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
         return model
 
-    def _items(self, system_prompt: str | None, messages: list[Message]) -> list[dict[str, str]]:
-        items: list[dict[str, str]] = []
+    def _items(self, system_prompt: str | None, messages: list[Message]) -> list[dict[str, Any]]:
+        """Responses input items: the system prompt, then the messages."""
+        role = self.config.system_role
+        items: list[dict[str, Any]] = []
         if system_prompt:
-            items.append({"role": self.config.system_role, "content": system_prompt})
-        for role, text in history_turns(messages):
-            if role == "system":
-                role = self.config.system_role
-            items.append({"role": role, "content": text})
+            items.append({"role": role, "content": system_prompt})
+        items += input_items(messages, system_role=role)
         return items
 
     def _options(self, request: ProviderRequest, *, chat: bool) -> dict[str, Any]:
@@ -190,7 +200,20 @@ class OpenAIProvider(Provider):
             temperature = self.config.temperature
         if temperature is not None:
             opts["temperature"] = temperature
+        if not chat:
+            if request.tools:
+                opts["tools"] = tool_params(request.tools)
+            if request.response_format is not None:
+                opts["text"] = text_format(request.response_format)
+            if self.config.reasoning is not None:
+                opts["reasoning"] = dict(self.config.reasoning)
         opts.update(self.config.extra)
+        if not chat and opts.get("reasoning"):
+            # Reasoning is replayed with its encrypted content (the only form a request
+            # that does not rely on stored items can use), so ask for it.
+            include = list(opts.get("include") or [])
+            if "reasoning.encrypted_content" not in include:
+                opts["include"] = [*include, "reasoning.encrypted_content"]
         return opts
 
     def _hybrid(self, request: ProviderRequest) -> dict[str, Any]:
@@ -198,7 +221,7 @@ class OpenAIProvider(Provider):
         per-session ``prompt_cache_key`` (a hash, not the session id) so the turns of a
         session are routed to the same prompt cache."""
         params: dict[str, Any] = {
-            "input": self._items(request.system_prompt, [*request.history, request.message]),
+            "input": self._items(request.system_prompt, request.conversation()),
             "store": False,
         }
         if self.config.prompt_cache_key and request.session_id:
@@ -207,18 +230,18 @@ class OpenAIProvider(Provider):
         return {**params, **self._options(request, chat=False)}
 
     def _chat_messages(self, request: ProviderRequest) -> list[dict[str, str]]:
-        msgs = self._items(request.system_prompt, [*request.history, request.message])
-        for m in msgs:  # chat completions servers know "system", not always "developer"
-            if m["role"] == "developer":
-                m["role"] = "system"
-        return msgs
+        # Chat completions servers know "system", not always "developer".
+        system = request.system_prompt
+        msgs = [{"role": "system", "content": system}] if system else []
+        return msgs + chat_messages(request.conversation())
 
     # ------------------------------------------------------------------ native state
 
     async def _seed(self, client: Any, request: ProviderRequest) -> str:
-        """Create a remote conversation holding the system prompt and the local mirror."""
+        """Create a remote conversation holding the system prompt, the local mirror and
+        the running turn's earlier steps (the new message goes with the turn's call)."""
         history = await request.load_history() if request.load_history else []
-        items = self._items(request.system_prompt, history)
+        items = self._items(request.system_prompt, [*history, *request.turn])
         conv = await client.conversations.create(items=items[:_SEED_BATCH])
         for start in range(_SEED_BATCH, len(items), _SEED_BATCH):
             await client.conversations.items.create(
@@ -238,7 +261,7 @@ class OpenAIProvider(Provider):
         conversation the server no longer knows (404) is re-seeded once."""
         client = self.client().with_options(max_retries=0)
         opts = self._options(request, chat=False)
-        new = [{"role": "user", "content": request.message.content}]
+        new = message_items(request.message, system_role=self.config.system_role)
         current: str | None = request.state.get(STATE_KEY)
         created = False  # whether ``current`` was seeded during this turn
 
@@ -282,22 +305,32 @@ class OpenAIProvider(Provider):
         client = self.client()
         if request.backend is SessionBackend.NATIVE:
             response, conv_id = await self._native_create(request)
-            return self._from_response(response, {STATE_KEY: conv_id})
+            return self._from_response(response, {STATE_KEY: conv_id}, request)
         if self.config.api == "chat_completions":
             completion = await client.chat.completions.create(
                 messages=self._chat_messages(request), **self._options(request, chat=True)
             )
             return self._from_completion(completion)
         response = await client.responses.create(**self._hybrid(request))
-        return self._from_response(response, None)
+        return self._from_response(response, None, request)
 
-    def _from_response(self, response: Any, state: dict[str, Any] | None) -> ProviderReply:
+    def _from_response(
+        self, response: Any, state: dict[str, Any] | None, request: ProviderRequest
+    ) -> ProviderReply:
         if getattr(response, "status", "completed") == "failed":
             raise ProviderBadResponse(_response_error(response), provider=self.name)
         usage = getattr(response, "usage", None)
         details = getattr(usage, "input_tokens_details", None)
+        model = getattr(response, "model", None) or self._model(request)
+        text, parts = reply_parts(
+            [item.to_dict() for item in response.output or []],
+            provider=self.provider_type,
+            model=model,
+            name=self.name,
+        )
         return ProviderReply(
-            content=response.output_text,
+            content=text,
+            parts=parts,
             usage=make_usage(
                 getattr(usage, "input_tokens", 0),
                 getattr(usage, "output_tokens", 0),
@@ -382,7 +415,7 @@ class OpenAIProvider(Provider):
                         provider=self.name,
                     )
         order.close()
-        yield self._from_response(final, state)
+        yield self._from_response(final, state, request)
 
     async def _stream_chat(
         self, client: Any, request: ProviderRequest
