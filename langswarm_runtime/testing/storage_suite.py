@@ -13,7 +13,9 @@ prefix. Your fixture owns what it makes and closes it at teardown::
             return lambda: MyStorage(path=tmp_path / "db")
 
 Set ``shared_backing = False`` on the class when two instances do not share data (like
-``MemorySessionStorage``); the cross-instance tests are then skipped. The class includes a
+``MemorySessionStorage``); the cross-instance tests are then skipped. Rich turns (content
+parts, tool specs, tool turns' pending steps, media kept once in the blob store) are
+checked too; override ``blob_count`` so the suite can count your storage's blobs. The class includes a
 hypothesis stateful test (:class:`StorageStateMachine`) that runs random operation
 sequences against the storage and a plain in-memory model and checks they agree.
 Tests use fresh random session and user ids, so leftovers of other tests don't matter.
@@ -22,6 +24,7 @@ Tests use fresh random session and user ids, so leftovers of other tests don't m
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import time
 import uuid
@@ -49,7 +52,9 @@ from langswarm_runtime.session.models import (
     SessionRecord,
     Usage,
 )
-from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.parts import ImagePart, TextPart
+from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs
+from langswarm_runtime.testing._storage_rich import RichTurnChecks, has_blob_store, media_bytes
 
 __all__ = ["StorageConformance", "StorageStateMachine", "make_storage_state_machine"]
 
@@ -79,9 +84,10 @@ def _turn(text: str, status: MessageStatus = C) -> list[Message]:
 
 
 def _key(m: Message) -> tuple[Any, ...]:
-    """What must survive a round trip (timestamps compared separately, to a microsecond)."""
+    """What must survive a round trip (timestamps compared separately, to a microsecond;
+    media bytes go to the blob store, see ``_storage_rich``)."""
     return (m.seq, m.role, m.content, MessageStatus(m.status), m.usage,
-            m.provider_message_id, m.metadata)  # fmt: skip
+            m.provider_message_id, m.metadata, m.parts)  # fmt: skip
 
 
 def assert_records_equal(got: SessionRecord | None, want: SessionRecord) -> None:
@@ -97,7 +103,7 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-class StorageConformance:
+class StorageConformance(RichTurnChecks):
     """Base class of the conformance tests; see the module docstring."""
 
     #: False when two instances from ``storage_factory`` do not share data.
@@ -666,6 +672,11 @@ class StorageStateMachine(RuleBasedStateMachine):
         self.messages: dict[str, list[Message]] = {}
         self.max_seq: dict[str, int] = {}
         self.clock = 1000.0
+        #: Media of this example (fresh bytes: the backing store may be shared), and the
+        #: sessions each was written to. A blob is kept while one of them lives.
+        self.images = [ImagePart.from_bytes(media_bytes(str(i)), "image/png") for i in range(3)]
+        self.blob_sessions: dict[str, set[str]] = {p.sha256 or "": set() for p in self.images}
+        self.blobs = has_blob_store(self.store)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -699,6 +710,19 @@ class StorageStateMachine(RuleBasedStateMachine):
     def delete(self, sid: str) -> None:
         assert self.run(self.store.delete_session(sid)) is True
         del self.records[sid], self.messages[sid]
+        for holders in self.blob_sessions.values():
+            holders.discard(sid)
+
+    @rule(sid=sessions, which=st.lists(st.integers(0, 2), min_size=1, max_size=3))
+    def append_media(self, sid: str, which: list[int]) -> None:
+        parts = [self.images[i] for i in which]
+        sent = [Message(role="user", parts=[*parts, TextPart(text="img")])]
+        stored = self.run(self.store.append_messages(sid, sent))
+        for part in parts:
+            self.blob_sessions[part.sha256 or ""].add(sid)
+        if self.blobs:
+            assert all(p.data is None for p in stored[0].parts if isinstance(p, ImagePart))
+        self._appended(sid, stored, sent)
 
     @rule(sid=sessions, n=st.integers(1, 3), status=st.sampled_from([C, P]))
     def append(self, sid: str, n: int, status: MessageStatus) -> None:
@@ -721,12 +745,17 @@ class StorageStateMachine(RuleBasedStateMachine):
           state=st.none() | st.dictionaries(st.sampled_from("ab"), st.integers(0, 9)))
     def commit(self, sid: str, data: st.DataObject, usage: Usage | None,
                state: dict[str, int] | None) -> None:  # fmt: skip
-        open_ = [m.seq for m in self.messages[sid] if m.status != C]
-        pseq = data.draw(st.sampled_from([None, *open_]))
+        # None, one seq, or several (a tool turn's pending steps); a committed seq named
+        # among them is never removed.
+        seqs = [m.seq for m in self.messages[sid]]
+        pseq: Any = data.draw(st.none() | st.sampled_from(seqs or [0])
+                              | st.lists(st.sampled_from(seqs or [0]), max_size=4))  # fmt: skip
         sent = _turn("t")
         stored = self.run(self.store.commit_turn(sid, pseq, sent, usage=usage,
                                                  provider_state=state))  # fmt: skip
-        self.messages[sid] = [m for m in self.messages[sid] if m.seq != pseq]
+        gone = set(pending_seqs(pseq))
+        self.messages[sid] = [m for m in self.messages[sid]
+                              if m.seq not in gone or m.status == C]  # fmt: skip
         self._appended(sid, stored, sent)
         if usage is None and state is None:
             return
@@ -773,6 +802,17 @@ class StorageStateMachine(RuleBasedStateMachine):
         assert [r.session_id for r in listed] == [r.session_id for r in want]
         for got, rec in zip(listed, want, strict=True):
             assert_records_equal(got, rec)
+
+    @invariant()
+    def blobs_live_with_their_sessions(self) -> None:
+        if not self.blobs:
+            return
+        for sha, holders in self.blob_sessions.items():
+            data = self.run(self.store.load_blob(sha))
+            if holders:
+                assert data is not None and hashlib.sha256(data).hexdigest() == sha
+            else:  # never written, or every session that had it is deleted
+                assert data is None
 
     @invariant()
     def histories_agree(self) -> None:
