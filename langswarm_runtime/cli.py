@@ -35,6 +35,12 @@ class UnknownCommand(InvalidMessage):
     """A chat line naming no known ``/command``: an error, never sent as a message."""
 
 
+class UsageError(InvalidMessage):
+    """A command line that cannot be used (an ``--attach`` file that cannot be read)."""
+
+    exit_code = EXIT_USAGE
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with exit code 2."""
 
@@ -80,6 +86,13 @@ def _all_users(p: argparse.ArgumentParser) -> None:
 def _chat_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     sup = None if defaults else argparse.SUPPRESS
     p.add_argument("-m", "--message", default=sup, help="send one message and print the reply")
+    p.add_argument(
+        "--attach",
+        action="append",
+        metavar="FILE",
+        default=[] if defaults else argparse.SUPPRESS,
+        help="attach an image or file to the message (repeatable)",
+    )
     p.add_argument("--session", "-s", default=sup, help="resume this session id")
     p.add_argument("--provider", "-p", default=sup, help="provider entry for a new session")
     p.add_argument("--model", default=sup, help="model for a new session")
@@ -220,35 +233,90 @@ def _config_path(args: argparse.Namespace) -> str | None:
 
 def _turn_json(session: Any, message: Any) -> str:
     usage = message.usage.model_dump() if message.usage else None
-    return json.dumps(
-        {
-            "session_id": session.session_id,
-            "seq": message.seq,
-            "role": message.role,
-            "content": message.content,
-            "usage": usage,
-            "provider": session.provider,
-            "model": session.model,
-        },
-        ensure_ascii=False,
-    )
+    data = {
+        "session_id": session.session_id,
+        "seq": message.seq,
+        "role": message.role,
+        "content": message.content,
+        "usage": usage,
+        "provider": session.provider,
+        "model": session.model,
+    }
+    if message.tool_calls:  # calls the caller owes results for
+        data["tool_calls"] = [c.model_dump(mode="json") for c in message.tool_calls]
+    return json.dumps(data, ensure_ascii=False)
 
 
-async def _one_turn(session: Any, text: str, args: argparse.Namespace) -> None:
+def _attachments(paths: Sequence[str]) -> list[Any]:
+    """Parts for ``--attach`` files: images by their media type, other files as files."""
+    import mimetypes
+
+    from langswarm_runtime.session.parts import FilePart, ImagePart
+
+    parts: list[Any] = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"--attach {name}: no such file")
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        try:
+            part = (ImagePart if kind.startswith("image/") else FilePart).from_path(path, kind)
+        except OSError as exc:
+            raise UsageError(f"--attach {name}: {exc.strerror}") from None
+        parts.append(part)
+    return parts
+
+
+async def _one_turn(
+    session: Any, text: str, args: argparse.Namespace, attach: Sequence[str] = ()
+) -> None:
+    content: Any = [text, *_attachments(attach)] if attach else text
     stream = not args.json and not args.no_stream and sys.stdout.isatty()
-    if stream:
-        async for delta in session.stream_message(text):
-            sys.stdout.write(delta)
+    # Tool activity is shown as it happens: with the reply on a terminal, else on
+    # stderr (stdout keeps only the reply); --json prints the one turn object only.
+    steps = None if args.json else (sys.stdout if stream else sys.stderr)
+    final = None
+    async for event in session.stream_events(content):
+        if event.type == "text" and stream:
+            sys.stdout.write(event.text)
             sys.stdout.flush()
+        elif event.type == "tool_call" and steps is not None:
+            call = event.call
+            print(f"  -> {call.name} {json.dumps(call.arguments, ensure_ascii=False)}",
+                  file=steps, flush=True)  # fmt: skip
+        elif event.type == "tool_result" and steps is not None:
+            result = event.result
+            mark = "error" if result.is_error else "ok"
+            print(f"  <- {result.name} ({mark}): {_short(result.content)}", file=steps,
+                  flush=True)  # fmt: skip
+        elif event.type == "done":
+            final = event.message
+    assert final is not None
+    if args.json:
+        print(_turn_json(session, final), flush=True)
+    elif stream:
         sys.stdout.write("\n")
-        return
-    reply = await session.send_message(text)
-    print(_turn_json(session, reply) if args.json else reply.content, flush=True)
+    else:
+        print(final.content, flush=True)
+    if final.tool_calls and not args.json:
+        _print_owed(final)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _print_owed(message: Any) -> None:
+    names = ", ".join(f"{c.name} ({c.id})" for c in message.tool_calls)
+    print(f"the model asks for tools this process cannot run: {names}", file=sys.stderr)
 
 
 def _print_history(messages: Sequence[Any]) -> None:
+    from langswarm_runtime.session.turns import describe
+
     for m in messages:
-        print(f"[{m.seq}] {m.role}: {m.content}")
+        print(f"[{m.seq}] {m.role}: {describe(m)}")
 
 
 #: Chat commands; any other line starting with ``/word`` is an error, never a message.
@@ -313,6 +381,10 @@ async def _read_line(prompt: str | None) -> str | None:
 async def _chat(args: argparse.Namespace) -> int:
     from langswarm_runtime.errors import SessionNotFound
 
+    attach = getattr(args, "attach", None) or []
+    if attach and args.message is None:
+        raise UsageError("--attach needs -m/--message")
+    _attachments(attach)  # unreadable files fail here, before a session exists
     async with _manager(args) as manager:
         user = _user(args, manager)
         if args.session:
@@ -350,7 +422,7 @@ async def _converse(session: Any, args: argparse.Namespace) -> int:
     if args.message is not None:
         if not args.json:
             print(f"session: {session.session_id}", file=sys.stderr)
-        await _one_turn(session, args.message, args)
+        await _one_turn(session, args.message, args, getattr(args, "attach", None) or [])
         return EXIT_OK
     interactive = sys.stdin.isatty()
     if interactive:
@@ -429,11 +501,15 @@ async def _sessions(args: argparse.Namespace) -> int:
                 if r.middleware:
                     print("middleware: " + ", ".join(str(s.get("type")) for s in r.middleware))
                 print(f"messages: {sum(1 for m in history if m.status == 'committed')}")
+                from langswarm_runtime.session.turns import describe
+
                 for m in history:
                     flag = "" if m.status == "committed" else f" ({m.status})"
-                    print(f"[{m.seq}] {m.role}{flag}: {m.content}")
+                    print(f"[{m.seq}] {m.role}{flag}: {describe(m)}")
         else:  # export
             history = await session.get_history(include_failed=args.include_failed)
+            if args.format == "jsonl":
+                history = await _with_bytes(manager.storage, history)
             text = _export(session, history, args.format)
             if args.output:
                 Path(args.output).write_text(text, encoding="utf-8")
@@ -465,10 +541,34 @@ def _export(session: Any, history: Sequence[Any], fmt: str) -> str:
     lines.append("")
     if session.system_prompt:
         lines += ["## system", "", session.system_prompt, ""]
+    from langswarm_runtime.session.turns import describe
+
     for m in history:
         status = "" if m.status == "committed" else f" ({m.status})"
-        lines += [f"## {m.role}{status}", "", m.content, ""]
+        lines += [f"## {m.role}{status}", "", describe(m), ""]
     return "\n".join(lines)
+
+
+async def _with_bytes(storage: Any, history: Sequence[Any]) -> list[Any]:
+    """Messages with the bytes of their stored media inline (base64 in JSON), so a
+    jsonl export holds everything the session holds."""
+    from langswarm_runtime.session.parts import FilePart, ImagePart
+
+    out = []
+    for m in history:
+        if not any(isinstance(p, (ImagePart, FilePart)) and p.data is None and p.sha256
+                   for p in m.parts):  # fmt: skip
+            out.append(m)
+            continue
+        parts = []
+        for p in m.parts:
+            if isinstance(p, (ImagePart, FilePart)) and p.data is None and p.sha256:
+                data = await storage.load_blob(p.sha256)
+                if data is not None:
+                    p = p.model_copy(update={"data": data})
+            parts.append(p)
+        out.append(m.model_copy(update={"parts": parts}))
+    return out
 
 
 async def _plugins(args: argparse.Namespace) -> int:

@@ -256,3 +256,42 @@ def test_config_validate_notes_that_native_sessions_ignore_the_context_policy(
     assert result.returncode == 0, result.stderr
     assert "providers.local" in result.stdout and "native" in result.stdout
     assert "context policy" in result.stdout
+
+
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d4944415478da63f8ffff3f0005fe02fea7d6a5f60000000049454e44ae426082"
+)
+
+
+def test_attach_history_and_lossless_export(cfg: Path) -> None:
+    image = cfg.parent / "cat.png"
+    image.write_bytes(PNG_1X1)
+    first = run("--config", str(cfg), "-m", "what is it", "--attach", str(image),
+                cwd=cfg.parent)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == (
+        f"echo: what is it [image/png {len(PNG_1X1)} bytes] [earlier messages: 0]"
+    )
+    sid = first.stderr.split("session: ")[1].split()[0]
+    shown = run("--config", str(cfg), "sessions", "show", sid, cwd=cfg.parent)
+    assert f"[image image/png {len(PNG_1X1)} bytes]" in shown.stdout
+    markdown = run("--config", str(cfg), "sessions", "export", sid, "--format", "markdown",
+                   cwd=cfg.parent).stdout  # fmt: skip
+    assert f"what is it\n[image image/png {len(PNG_1X1)} bytes]" in markdown
+    lines = run("--config", str(cfg), "sessions", "export", sid, cwd=cfg.parent).stdout
+    from langswarm_runtime import Message
+
+    user = Message.model_validate(json.loads(lines.splitlines()[0]))
+    assert user.parts[1].data == PNG_1X1  # type: ignore[union-attr]  # bytes in the export
+    history = run("--config", str(cfg), "--session", sid, cwd=cfg.parent, stdin="/history\n")
+    assert f"[image image/png {len(PNG_1X1)} bytes]" in history.stdout
+
+
+def test_attach_of_a_missing_file_is_one_line_and_stores_nothing(cfg: Path) -> None:
+    result = run("--config", str(cfg), "-m", "x", "--attach", "nope.png", cwd=cfg.parent)
+    assert result.returncode == 2
+    assert one_line_error(result) == "error: --attach nope.png: no such file"
+    assert not (cfg.parent / "chat.db").exists() or sqlite3.connect(
+        cfg.parent / "chat.db").execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
+
