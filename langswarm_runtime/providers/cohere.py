@@ -4,6 +4,9 @@ Hybrid only: Cohere keeps no conversation state, so every call sends the system 
 the stored history (``AsyncClientV2.chat`` / ``chat_stream``). ``supports_native`` is False:
 ``backend: native`` is a ``ConfigError`` raised by the runtime, and ``auto`` picks hybrid.
 
+Tools, tool calls and results, images, thinking and the JSON-schema output mode are
+translated by ``_cohere_parts`` (Cohere takes no documents: see there).
+
 The SDK is imported when the first client is built, never at module import.
 """
 
@@ -28,11 +31,11 @@ from langswarm_runtime.errors import (
     ProviderUnavailable,
 )
 from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._cohere_parts import chat_arguments, finish, reply_parts
 from langswarm_runtime.providers._common import (
     Phase,
     StreamOrder,
     api_key_value,
-    chat_messages,
     error_for_status,
     import_sdk,
     is_transport_error,
@@ -42,12 +45,14 @@ from langswarm_runtime.providers._common import (
     with_retries,
     without_version_suffix,
 )
+from langswarm_runtime.providers._openai_style import ToolCallStream
 from langswarm_runtime.providers.base import (
     Provider,
     ProviderConfig,
     ProviderReply,
     ProviderRequest,
 )
+from langswarm_runtime.session.parts import Part, ReasoningPart
 
 __all__ = ["CohereConfig", "CohereProvider"]
 
@@ -177,11 +182,10 @@ class CohereProvider(Provider):
         model = request.model or self.config.model
         if not model:
             raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
-        messages = chat_messages(request.history)
-        if request.system_prompt:
-            messages.insert(0, {"role": "system", "content": request.system_prompt})
-        messages += chat_messages((request.message,))
-        args: dict[str, Any] = {"model": model, "messages": messages}
+        args: dict[str, Any] = {"model": model}
+        shaped = chat_arguments(
+            request.system_prompt, request.conversation(), request.tools, request.response_format
+        )
         max_tokens = request.max_tokens or self.config.max_tokens
         if max_tokens is not None:
             args["max_tokens"] = max_tokens
@@ -191,6 +195,7 @@ class CohereProvider(Provider):
         if temperature is not None:
             args["temperature"] = temperature
         args.update(self.config.extra)
+        args.update(shaped)  # the turn's tools and format over any in ``extra``
         return args
 
     def _usage(self, usage: Any) -> Any:
@@ -215,13 +220,19 @@ class CohereProvider(Provider):
         if getattr(response, "finish_reason", None) == "ERROR":
             raise ProviderBadResponse("generation failed (finish_reason ERROR)", provider=self.name)
         message = getattr(response, "message", None)
-        parts = getattr(message, "content", None) or []
-        text = "".join(getattr(p, "text", "") for p in parts if getattr(p, "type", "") == "text")
+        text, parts = reply_parts(
+            getattr(message, "content", None),
+            getattr(message, "tool_plan", None),
+            getattr(message, "tool_calls", None),
+            provider=self.provider_type,
+            model=args["model"],
+        )
         return ProviderReply(
             content=text,
             usage=self._usage(getattr(response, "usage", None)),
             provider_message_id=getattr(response, "id", None),
             model=args["model"],
+            parts=parts,
         )
 
     # ------------------------------------------------------------------ stream
@@ -244,35 +255,68 @@ class CohereProvider(Provider):
             events = self._events(raw.response)
             opened.push_async_callback(events.aclose)
             order = StreamOrder(self.name, _PHASES)
-            parts: list[str] = []
+            texts: list[str] = []
+            thinking: list[str] = []
+            plan: list[str] = []
+            calls = ToolCallStream()
             reply_id: str | None = None
             end: Any = None
             while (event := await self._guard(_next(events))) is not None:
                 kind = event.type
                 order.see(kind)
+                message = getattr(getattr(event, "delta", None), "message", None)
                 if kind == "message-start":
                     reply_id = event.id
                     if not reply_id:
                         raise ProviderBadResponse("message-start without an id", provider=self.name)
                 elif kind == "content-delta":
-                    content = getattr(getattr(event.delta, "message", None), "content", None)
+                    content = getattr(message, "content", None)
                     text = getattr(content, "text", None)
-                    if not isinstance(text, str):
+                    if isinstance(text, str):
+                        if text:
+                            texts.append(text)
+                            yield text
+                    elif isinstance(getattr(content, "thinking", None), str):
+                        thinking.append(content.thinking)  # type: ignore[union-attr]
+                    else:
                         raise ProviderBadResponse("content-delta without text", provider=self.name)
-                    if text:
-                        parts.append(text)
-                        yield text
+                elif kind == "tool-plan-delta":
+                    plan.append(getattr(message, "tool_plan", None) or "")
+                elif kind in ("tool-call-start", "tool-call-delta"):
+                    call = getattr(message, "tool_calls", None)
+                    function = getattr(call, "function", None)
+                    calls.add(
+                        getattr(event, "index", None),
+                        id=getattr(call, "id", None),
+                        name=getattr(function, "name", None),
+                        arguments=getattr(function, "arguments", None),
+                    )
                 elif kind == "message-end":
                     end = event.delta
             order.close()
         if getattr(end, "error", None) or getattr(end, "finish_reason", None) == "ERROR":
             error = scrub(str(getattr(end, "error", None) or "finish_reason ERROR"), self._key())
             raise ProviderBadResponse(f"generation failed: {error}", provider=self.name)
+        reasoning: list[Part] = []
+        if thinking:
+            reasoning.append(
+                ReasoningPart(text="".join(thinking), provider=self.provider_type,
+                              model=args["model"])
+            )  # fmt: skip
+        text, parts = finish(
+            texts,
+            reasoning,
+            "".join(plan),
+            calls.calls(provider=self.name),
+            provider=self.provider_type,
+            model=args["model"],
+        )
         yield ProviderReply(
-            content="".join(parts),
+            content=text,
             usage=self._usage(getattr(end, "usage", None)),
             provider_message_id=reply_id,
             model=args["model"],
+            parts=parts,
         )
 
     async def _events(self, response: Any) -> AsyncGenerator[Any, None]:
