@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "chained_calls",
     "count_words",
     "media_note",
     "reasoning_for",
@@ -31,7 +32,9 @@ def count_words(*texts: str | None) -> int:
 # Rules:
 # - with tools offered, each line ``call NAME {json}`` of the newest user message asks for
 #   tool NAME with those arguments (several lines: parallel calls);
-# - tool results make it answer ``tool NAME returned CONTENT`` (joined by "; ");
+# - tool results make it answer ``tool NAME returned CONTENT`` (joined by "; "), except
+#   that results whose content is itself ``call NAME {json}`` lines naming offered tools
+#   make it call those (so a test or benchmark can chain rounds);
 # - media parts are acknowledged in the reply: `` [image/png 68 bytes]`` or a url;
 # - with a JSON schema asked for, ``json {...}`` returns that text as it is (to test
 #   replies that do not validate), anything else an instance made from the schema;
@@ -56,6 +59,17 @@ def tool_calls_asked(text: str, offered: Iterable[str]) -> list[tuple[str, dict[
             except ValueError:
                 arguments = {"raw": found.group(2)}
             calls.append((found.group(1), arguments if isinstance(arguments, dict) else {}))
+    return calls
+
+
+def chained_calls(
+    results: Iterable[tuple[str | None, str]], offered: Iterable[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The calls tool results ask for (see the rules above); empty: answer in text."""
+    names = list(offered)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for _, content in results:
+        calls.extend(tool_calls_asked(content, names))
     return calls
 
 

@@ -16,6 +16,7 @@ from pydantic import Field
 from langswarm_runtime.errors import ProviderUnavailable
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.providers._model_rules import (
+    chained_calls,
     media_note,
     structured_reply,
     tool_answer,
@@ -63,30 +64,30 @@ class EchoProvider(Provider):
     def _reply(self, request: ProviderRequest, earlier: int) -> ProviderReply:
         message = request.message
         parts: list[Any] = []
-        calls: list[ToolCall] = []
+        offered = [t.name for t in request.tools]
+        answer: str | None = None
         if message.role == "tool":
-            text = tool_answer((r.name, r.content) for r in message.tool_results)
+            results = [(r.name, r.content) for r in message.tool_results]
+            asked = chained_calls(results, offered)
+            if not asked:
+                answer = tool_answer(results)
         else:
-            offered = [t.name for t in request.tools]
             asked = tool_calls_asked(message.content, offered)
-            calls = [
-                ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=name, arguments=arguments)
-                for name, arguments in asked
-            ]
-            media = [
-                (p.media_type, p.size, p.url)
-                for p in message.parts
-                if isinstance(p, (ImagePart, FilePart))
-            ]
-            if calls:
-                text = ""
-                parts = list(calls)
-            elif request.response_format is not None:
-                text = structured_reply(request.response_format["schema"], message.content)
-            else:
-                text = (
-                    f"echo: {message.content}{media_note(media)} [earlier messages: {earlier}]"
-                )
+        calls = [
+            ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=name, arguments=arguments)
+            for name, arguments in asked
+        ]
+        if calls:
+            text = ""
+            parts = list(calls)
+        elif answer is not None:
+            text = answer
+        elif request.response_format is not None:
+            text = structured_reply(request.response_format["schema"], message.content)
+        else:
+            media = [(p.media_type, p.size, p.url) for p in message.parts
+                     if isinstance(p, (ImagePart, FilePart))]  # fmt: skip
+            text = f"echo: {message.content}{media_note(media)} [earlier messages: {earlier}]"
         if text and parts:
             parts.insert(0, TextPart(text=text))
         input_words = _words(request.message.content) + sum(
