@@ -7,8 +7,9 @@ Two phases:
    pydantic-settings into the generic shape: top-level keys, ``defaults`` and ``plugins``
    are checked here; typed blocks are still plain dicts.
 2. ``plugins.disabled`` builds the ``PluginManager``; then every block with a ``type``
-   (``storage``, each ``providers`` entry, each ``middleware`` item) is validated by the
-   config model its plugin registered.
+   (``storage``, each ``providers`` entry, each ``middleware`` item, each ``tools`` entry)
+   is validated by the config model its plugin registered, and every tool name that
+   ``defaults.tools`` or a provider entry's ``tools`` refers to must be a ``tools`` entry.
 
 Every problem is a ``ConfigError`` whose message is one line naming the file, the key path
 and the line (or the environment variable that set the value). Messages never echo
@@ -119,6 +120,10 @@ class TypedBlock(BaseModel):
         return masked
 
 
+#: What a ``tools:`` entry may be called (it is referred to by this name).
+_TOOL_ENTRY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 class SwarmConfig(BaseModel):
     """A validated swarm.yaml. Build it with ``load_config`` (file + environment),
     ``build_config`` (a dict) or ``SwarmConfig.default()`` (built-in defaults)."""
@@ -130,11 +135,14 @@ class SwarmConfig(BaseModel):
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     providers: dict[str, TypedBlock] = Field(default_factory=dict)
     middleware: list[TypedBlock] = Field(default_factory=list)
+    #: Named tool entries (``python``, ``mcp`` or a plugin's type).
+    tools: dict[str, TypedBlock] = Field(default_factory=dict)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     #: The file it was read from, None for built-in defaults.
     source: str | None = None
 
     _plugin_manager: PluginManager | None = PrivateAttr(default=None)
+    _locator: Locator | None = PrivateAttr(default=None)
 
     @property
     def plugin_manager(self) -> PluginManager | None:
@@ -148,6 +156,11 @@ class SwarmConfig(BaseModel):
         config, _ = build_config({}, plugins=plugins)
         return config
 
+    def locate(self, exc: ConfigError) -> ConfigError:
+        """``exc`` (a problem found after loading, say when an entry is first built) with
+        this config's file and the line of its key path filled in."""
+        return (self._locator or Locator(self.source, {})).relocate(exc)
+
     def redacted(self) -> dict[str, Any]:
         """The effective config as plain data for display; secrets are masked."""
         return {
@@ -156,6 +169,7 @@ class SwarmConfig(BaseModel):
             "defaults": self.defaults.model_dump(mode="json"),
             "providers": {name: block.public() for name, block in self.providers.items()},
             "middleware": [block.public() for block in self.middleware],
+            "tools": {name: block.public() for name, block in self.tools.items()},
             "plugins": self.plugins.model_dump(mode="json"),
         }
 
@@ -266,6 +280,7 @@ class _FileShape(BaseModel):
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
     providers: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     middleware: list[dict[str, Any]] = Field(default_factory=list)
+    tools: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
 
 
@@ -316,7 +331,12 @@ def _validate(
             _typed(pm.middlewares, block, join_path("middleware", i))
             for i, block in enumerate(shape.middleware)
         ]
+        tools = _tool_entries(pm, shape.tools)
         defaults = shape.defaults
+        _check_tool_names(defaults.tools, tools, "defaults.tools")
+        for name, entry in providers.items():
+            _check_tool_names(getattr(entry.options, "tools", None) or [], tools,
+                              join_path("providers", name, "tools"))
         if defaults.provider not in providers and defaults.provider not in pm.providers:
             known = sorted(set(providers) | set(pm.providers.names()))
             raise ConfigError(
@@ -339,11 +359,34 @@ def _validate(
         defaults=defaults,
         providers=providers,
         middleware=middleware,
+        tools=tools,
         plugins=shape.plugins,
         source=source,
     )
     config._plugin_manager = pm
+    config._locator = locator
     return config, pm
+
+
+def _tool_entries(pm: PluginManager, blocks: Mapping[str, Any]) -> dict[str, TypedBlock]:
+    tools: dict[str, TypedBlock] = {}
+    for name, block in blocks.items():
+        path = join_path("tools", name)
+        if not _TOOL_ENTRY.match(name):
+            raise ConfigError(
+                "a tools entry name is 1 to 64 letters, digits, '_' and '-'", key_path=path
+            )
+        tools[name] = _typed(pm.tools, block or {}, path)
+    return tools
+
+
+def _check_tool_names(names: list[str], tools: Mapping[str, TypedBlock], path: str) -> None:
+    for i, name in enumerate(names):
+        if name not in tools:
+            raise ConfigError(
+                f"unknown tool {name!r}; tools entries: {', '.join(sorted(tools)) or 'none'}",
+                key_path=join_path(path, i),
+            )
 
 
 def _typed(

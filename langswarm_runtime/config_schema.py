@@ -59,6 +59,7 @@ def build_schema(
     storage = _union("storage", plugins.storages)
     provider = _union("provider", plugins.providers)
     middleware = _union("middleware", plugins.middlewares)
+    tool = _union("tool", plugins.tools)
     model = create_model(
         "SwarmYaml",
         __config__=ConfigDict(extra="forbid", title="swarm.yaml"),
@@ -67,6 +68,7 @@ def build_schema(
         defaults=(defaults, Field(default_factory=defaults)),
         providers=(dict[str, provider], Field(default_factory=dict)),  # type: ignore[valid-type]
         middleware=(list[middleware], Field(default_factory=list)),  # type: ignore[valid-type]
+        tools=(dict[str, tool], Field(default_factory=dict)),  # type: ignore[valid-type]
         plugins=(plugins_model, Field(default_factory=plugins_model)),
     )
     schema = model.model_json_schema()

@@ -41,6 +41,13 @@ def register_middlewares(register: Any) -> None:
 
 
 @hookspec
+def register_tools(register: Any) -> None:
+    """Register tool types for ``tools:`` entries: ``register(type_name, factory,
+    config_model)``. ``factory(config)`` returns a tool, a list of tools, or a tool set
+    (an object with ``list_tools()`` and ``close()``) whose tools are listed on first use."""
+
+
+@hookspec
 def register_commands(subparsers: Any) -> None:
     """Add ``langswarm-run`` subcommands to the argparse ``subparsers``. Set
     ``func=callable(args) -> int`` on the parser with ``set_defaults``."""

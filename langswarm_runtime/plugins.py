@@ -1,6 +1,6 @@
 """The plugin manager: finds plugins, runs their registration hooks, keeps the registries.
 
-Built-in providers, storages and middlewares are plugins like any other: the
+Built-in providers, storages, middlewares and tool types are plugins like any other: the
 ``langswarm-runtime`` distribution declares them as entry points in the ``langswarm_runtime``
 group, exactly as a third-party package does. When that metadata is missing (running from a
 source tree without installing), ``DEFAULT_PLUGINS`` lists the same modules.
@@ -75,6 +75,8 @@ DEFAULT_PLUGINS: list[str] = [
     "langswarm_runtime.middleware.pii",
     "langswarm_runtime.middleware.validation",
     "langswarm_runtime.middleware.audit",
+    "langswarm_runtime.tools.python",
+    "langswarm_runtime.tools.mcp",
 ]
 
 #: kind -> registration hook.
@@ -82,6 +84,7 @@ KINDS: dict[str, str] = {
     "provider": "register_providers",
     "storage": "register_storages",
     "middleware": "register_middlewares",
+    "tool": "register_tools",
 }
 
 
@@ -135,7 +138,7 @@ class _Source:
 
 
 class PluginManager:
-    """Loads plugins and builds the provider, storage and middleware registries.
+    """Loads plugins and builds the provider, storage, middleware and tool registries.
 
     ``disabled``: plugin names (entry-point name, module or distribution) to skip,
     built-ins included. ``load_entrypoints=False`` loads built-ins only. ``environ``
@@ -158,6 +161,7 @@ class PluginManager:
         self.providers = Registry("provider")
         self.storages = Registry("storage")
         self.middlewares = Registry("middleware")
+        self.tools = Registry("tool")
         self._sources: dict[str, _Source] = {}
         self._skipped: list[str] = []
         self._trace = env.get("LANGSWARM_TRACE_PLUGINS", "") not in ("", "0")
@@ -174,10 +178,10 @@ class PluginManager:
 
     # -- registries ----------------------------------------------------------------------
     def registry(self, kind: str) -> Registry:
-        """The registry of ``kind``: ``provider``, ``storage`` or ``middleware``."""
+        """The registry of ``kind``: ``provider``, ``storage``, ``middleware`` or ``tool``."""
         try:
             return {"provider": self.providers, "storage": self.storages,
-                    "middleware": self.middlewares}[kind]
+                    "middleware": self.middlewares, "tool": self.tools}[kind]
         except KeyError:
             raise ValueError(f"unknown plugin kind {kind!r}") from None
 

@@ -1,19 +1,21 @@
-"""Runtime: the registries of providers, storages and middlewares, built from a config."""
+"""Runtime: the registries of providers, storages, middlewares and tools, built from a config."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from langswarm_runtime.errors import ConfigError
+from langswarm_runtime.errors import ConfigError, PluginError
 from langswarm_runtime.providers._common import require_sdk
 from langswarm_runtime.providers.base import ContextConfig, Provider, ProviderConfig
 from langswarm_runtime.session.models import SessionBackend
 from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.tools.spec import as_tool
 
 __all__ = ["Runtime"]
 
@@ -52,6 +54,10 @@ class Runtime:
         #: middlewares get the session on every call, and building one can be costly
         #: (compiled patterns, open log files).
         self._middlewares: dict[str, object] = {}
+        #: Per ``tools:`` entry: what its type's factory built (a tool, a list, or a tool
+        #: set such as an MCP server's), and the tools it gives, each built once.
+        self._tool_sources: dict[str, Any] = {}
+        self._tools: dict[str, list[Any]] = {}
 
     @classmethod
     def from_file(
@@ -150,16 +156,117 @@ class Runtime:
         names += [n for n in getattr(provider.config, "tools", None) or [] if n not in names]
         return self.tools_named(names)
 
-    def tools_named(self, names: list[str]) -> list[Any]:
-        """Implementations of the named ``tools:`` entries (names not configured are
-        skipped: their calls go to the caller)."""
-        configured = getattr(self.config, "tools", None) or {}
-        if not configured or not names:
-            return []
-        return [self._tool(name) for name in names if name in configured]
+    def tools_named(self, names: Iterable[str]) -> list[Any]:
+        """Implementations for ``names``, a flat list (an ``mcp`` entry gives several).
 
-    def _tool(self, name: str) -> Any:
-        raise ConfigError(f"tools: entry {name!r} cannot be built yet", key_path=f"tools.{name}")
+        A name is a ``tools:`` entry (all the tools it gives), or else the name of a tool
+        some entry gives: a hydrated session names its tools so. Other names are skipped
+        (their calls go to the caller). An entry is only built when a name needs it; one
+        that cannot be built fails the lookup only if some name stays unfound."""
+        configured = self.config.tools
+        found: dict[str, Any] = {}
+        wanted: list[str] = []
+        for name in names:
+            if name in configured:
+                for item in self._tool(name):
+                    found.setdefault(item.spec.name, item)
+            else:
+                wanted.append(name)
+        missing = [n for n in wanted if n not in found]
+        failure: ConfigError | PluginError | None = None
+        for entry in configured:
+            if not missing:
+                break
+            if not self._may_give(entry, missing):
+                continue
+            try:
+                items = self._tool(entry)
+            except (ConfigError, PluginError) as exc:
+                # Only a problem if a name stays unfound: it may be this entry's.
+                failure = failure or exc
+                continue
+            for item in items:
+                if item.spec.name in missing:
+                    found.setdefault(item.spec.name, item)
+            missing = [n for n in missing if n not in found]
+        if missing and failure is not None:
+            raise failure
+        return list(found.values())
+
+    def _may_give(self, entry: str, names: list[str]) -> bool:
+        """Whether entry could give a tool named in ``names`` without building it to see
+        (an MCP server is started to list its tools): a ``prefix`` option says no when
+        no name starts with it."""
+        built = self._tools.get(entry)
+        if built is not None:
+            return any(item.spec.name in names for item in built)
+        prefix = getattr(self.config.tools[entry].options, "prefix", None)
+        return not (isinstance(prefix, str) and prefix
+                    and not any(n.startswith(prefix) for n in names))
+
+    def _tool(self, name: str) -> list[Any]:
+        """The tools of entry ``name``, built once: each has ``spec`` and ``async
+        run(arguments)``. A tool set lists its tools here, on first use."""
+        tools = self._tools.get(name)
+        if tools is None:
+            source = self._tool_source(name)
+            block = self.config.tools[name]
+            try:
+                items = self._tool_items(source)
+            except ConfigError as exc:
+                raise self._located(exc, name) from None
+            except PluginError as exc:
+                raise PluginError(f"tools.{name}: {exc}") from exc.__cause__
+            except TypeError as exc:
+                raise PluginError(
+                    f"tools.{name}: tool type {block.type!r} gave something that is not a"
+                    f" tool: {exc}"
+                ) from None
+            names = [item.spec.name for item in items]
+            if len(set(names)) != len(names):
+                twice = sorted({n for n in names if names.count(n) > 1})
+                raise self.config.locate(ConfigError(
+                    f"gives two tools named {', '.join(twice)}", key_path=f"tools.{name}"
+                ))
+            tools = self._tools[name] = items
+        return tools
+
+    @staticmethod
+    def _tool_items(source: Any) -> list[Any]:
+        if hasattr(source, "spec") and hasattr(source, "run"):
+            items: list[Any] = [source]
+        elif callable(getattr(source, "list_tools", None)):
+            items = list(source.list_tools())
+        elif isinstance(source, list | tuple):
+            items = list(source)
+        else:
+            items = [source]
+        return [i if hasattr(i, "spec") and hasattr(i, "run") else as_tool(i) for i in items]
+
+    def _tool_source(self, name: str) -> Any:
+        """What the type's factory builds for entry ``name`` (no tool set is listed yet)."""
+        if name not in self._tool_sources:
+            block = self.config.tools.get(name)
+            if block is None:
+                raise ConfigError(f"unknown tool {name!r}; tools entries: "
+                                  + (", ".join(sorted(self.config.tools)) or "none"))
+            try:
+                self._tool_sources[name] = self.plugins.tools.create(
+                    block.type, block.options, key_path=f"tools.{name}"
+                )
+            except ConfigError as exc:
+                raise self._located(exc, name) from None
+        return self._tool_sources[name]
+
+    def _located(self, exc: ConfigError, entry: str) -> ConfigError:
+        base = f"tools.{entry}"
+        path = exc.key_path or ""
+        if path != base and not path.startswith(base + "."):
+            path = f"{base}.{path}" if path else base
+        located: ConfigError = self.config.locate(
+            ConfigError(exc.message, file=exc.file, key_path=path, line=exc.line)
+        )
+        return located
 
     # -- middleware ---------------------------------------------------------------------------
     def middleware_specs(self, provider_name: str) -> list[dict[str, Any]]:
@@ -194,8 +301,9 @@ class Runtime:
         return chain
 
     def validate(self) -> list[str]:
-        """Build every provider entry and the middleware chains (no network, no storage
-        writes); raise ConfigError on a problem and return notes worth knowing."""
+        """Build every provider entry, the middleware chains and the tools entries (no
+        network, no storage writes, no MCP server started); raise ConfigError on a problem
+        and return notes worth knowing."""
         notes: list[str] = []
         default_backend = self.config.defaults.backend
         self.provider_for(self.config.defaults.provider)
@@ -209,15 +317,18 @@ class Runtime:
                     "conversation), so the context policy applies only when the remote "
                     "conversation is re-seeded from the local mirror"
                 )
+        for name in self.config.tools:  # imports python tools; starts no MCP server
+            self._tool_source(name)
         return notes
 
     async def close(self) -> None:
         providers, self._providers = list(self._providers.values()), {}
         middlewares, self._middlewares = list(self._middlewares.values()), {}
+        tool_sources, self._tool_sources, self._tools = list(self._tool_sources.values()), {}, {}
         for provider in providers:
             await provider.close()
-        for middleware in middlewares:
-            closer = getattr(middleware, "close", None)
+        for closable in [*tool_sources, *middlewares]:
+            closer = getattr(closable, "close", None)
             if closer is not None:
                 result = closer()
                 if inspect.isawaitable(result):

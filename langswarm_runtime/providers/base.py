@@ -74,6 +74,8 @@ class ProviderConfig(BaseModel):
     context: ContextConfig = Field(default_factory=ContextConfig)
     #: Middleware chain for sessions on this entry, after the global chain.
     middleware: list[dict[str, Any]] = Field(default_factory=list)
+    #: Names of ``tools:`` entries sessions on this entry get, after ``defaults.tools``.
+    tools: list[str] = Field(default_factory=list)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from langswarm_runtime.session.parts import ToolCall, ToolResult
-from langswarm_runtime.tools.spec import Tool, ToolArgumentsError
+from langswarm_runtime.tools.spec import Tool, ToolArgumentsError, ToolFailed
 
 __all__ = ["run_tool_calls"]
 
@@ -26,8 +26,8 @@ async def run_tool_calls(
 async def _run_one(call: ToolCall, tool: Tool, timeout: float) -> ToolResult:
     try:
         content = await asyncio.wait_for(tool.run(call.arguments), timeout)
-    except ToolArgumentsError as exc:
-        return _error(call, str(exc))
+    except (ToolArgumentsError, ToolFailed) as exc:
+        return _error(call, str(exc) or f"tool {call.name} failed")
     except TimeoutError:
         return _error(call, f"tool {call.name} timed out after {timeout:g}s")
     except asyncio.CancelledError:

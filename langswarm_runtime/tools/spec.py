@@ -18,7 +18,7 @@ from typing import Any, overload
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-__all__ = ["Tool", "ToolArgumentsError", "ToolSpec", "tool"]
+__all__ = ["Tool", "ToolArgumentsError", "ToolFailed", "ToolSpec", "tool"]
 
 #: What every provider accepts as a tool name (OpenAI, Anthropic and Gemini agree on it).
 NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
@@ -40,6 +40,11 @@ class ToolSpec(BaseModel):
 
 class ToolArgumentsError(ValueError):
     """The model's arguments do not match the tool's schema (reported to the model)."""
+
+
+class ToolFailed(Exception):
+    """A tool reports that it failed (an MCP server's ``isError`` result, say): its
+    message is the error result the model reads, as it is."""
 
 
 class Tool:
