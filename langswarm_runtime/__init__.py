@@ -26,6 +26,8 @@ from langswarm_runtime.errors import (
     ProviderUnavailable,
     SessionNotFound,
     StorageError,
+    ToolResultsOwed,
+    ToolRoundsExceeded,
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session import (
@@ -42,14 +44,26 @@ from langswarm_runtime.session import (
     SQLiteSessionStorage,
     Usage,
 )
+from langswarm_runtime.session.parts import (
+    FilePart,
+    ImagePart,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolResult,
+)
+from langswarm_runtime.session.turns import TurnEvent
+from langswarm_runtime.tools.spec import Tool, ToolSpec, tool
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConcurrencyError",
     "ConfigError",
+    "FilePart",
     "ISessionMiddleware",
     "ISessionStorage",
+    "ImagePart",
     "InvalidMessage",
     "InvalidText",
     "LangSwarmError",
@@ -68,6 +82,7 @@ __all__ = [
     "ProviderRateLimited",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "ReasoningPart",
     "SQLiteSessionStorage",
     "Session",
     "SessionBackend",
@@ -75,6 +90,15 @@ __all__ = [
     "SessionNotFound",
     "SessionRecord",
     "StorageError",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolResult",
+    "ToolResultsOwed",
+    "ToolRoundsExceeded",
+    "ToolSpec",
+    "TurnEvent",
     "Usage",
     "hookimpl",
+    "tool",
 ]
