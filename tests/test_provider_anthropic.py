@@ -4,6 +4,9 @@ system prompt apart, beta message threads for native mode, retry-after cap, opti
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import time
 from typing import Any
 
@@ -11,15 +14,32 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from langswarm_runtime import SessionBackend
-from langswarm_runtime.errors import ConfigError, ProviderAuthError, ProviderUnavailable
+from langswarm_runtime.errors import (
+    ConfigError,
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderUnavailable,
+)
+from langswarm_runtime.providers._model_rules import reasoning_for
 from langswarm_runtime.providers.anthropic import (
     STATE_KEY,
     THREADS_BETA,
+    TOOLS_KEY,
     AnthropicConfig,
     AnthropicProvider,
 )
+from langswarm_runtime.providers.portable import for_provider
 from langswarm_runtime.session.models import Message
+from langswarm_runtime.session.parts import (
+    FilePart,
+    ImagePart,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolResult,
+)
 from langswarm_runtime.testing import ProviderConformance
+from langswarm_runtime.testing._provider_rich import LOOKUP, PNG, Invoice, weather
 from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
 from langswarm_runtime.testing.provider_helpers import (
     HISTORY,
@@ -31,10 +51,21 @@ from langswarm_runtime.testing.provider_helpers import (
 
 PATH = "/anthropic/v1/messages"
 HYBRID, NATIVE = SessionBackend.HYBRID, SessionBackend.NATIVE
+THINKING = {"type": "enabled", "budget_tokens": 2048}
+INVOICE = Invoice.model_json_schema()
+
+
+def _block_kinds(body: dict[str, Any]) -> list[str]:
+    """The types of every content block of a request's messages, in order."""
+    return [
+        block["type"]
+        for message in body["messages"]
+        if isinstance(message["content"], list)
+        for block in message["content"]
+    ]
 
 
 class TestAnthropic(ProviderConformance):
-    rich_turns_pending = "tools, media and structured output are not translated yet"
     provider_type = "anthropic"
     plugin_module = "langswarm_runtime.providers.anthropic"
     sdk_module = "anthropic"
@@ -239,3 +270,219 @@ class TestAnthropic(ProviderConformance):
             assert http.post(url, json={**msg, "thread": cont}, headers=beta).status_code == 200
             r = http.post(url, json={**msg, "thread": cont}, headers=beta)  # continued once only
             assert r.json()["error"]["details"]["error_code"] == "thread_already_continued"
+
+    # ----------------------------------------------------------------- rich turns
+
+    async def test_tool_results_merge_into_one_user_message_in_call_order(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        request = make_request('call lookup {"key": "a"}\ncall lookup {"key": "b"}')
+        request.tools = [LOOKUP]
+        first = await make_provider().send(request)
+        calls = [p for p in first.parts if isinstance(p, ToolCall)]
+        assert [c.arguments for c in calls] == [{"key": "a"}, {"key": "b"}]
+        assert first.content == "" and all(c.id.startswith("toolu_") for c in calls)
+        asking = Message(role="assistant", parts=first.parts)
+        # The results come back in two tool messages, the second call's first.
+        request = make_request()
+        request.message = Message(
+            role="tool", parts=[ToolResult(call_id=calls[0].id, content="A", name="lookup")]
+        )
+        request.turn = [
+            Message(role="user", content="look both up"),
+            asking,
+            Message(role="tool", parts=[ToolResult(call_id=calls[1].id, content="B",
+                                                   is_error=True)]),
+        ]  # fmt: skip
+        request.tools = [LOOKUP]
+        reply = await make_provider(prompt_caching=False).send(request)
+        assert reply.content == "tool lookup returned A; tool lookup returned B"
+        body = provider_emulator.requests[-1].json
+        assert body["tools"] == [{
+            "name": "lookup", "description": LOOKUP.description,
+            "input_schema": LOOKUP.parameters,
+        }]  # fmt: skip
+        assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+        assert body["messages"][1]["content"] == [
+            {"type": "tool_use", "id": c.id, "name": "lookup", "input": c.arguments} for c in calls
+        ]
+        assert body["messages"][2]["content"] == [
+            {"type": "tool_result", "tool_use_id": calls[0].id, "content": "A"},
+            {"type": "tool_result", "tool_use_id": calls[1].id, "content": "B", "is_error": True},
+        ]
+
+    async def test_emulator_refuses_unpaired_tool_blocks(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        request = make_request()
+        request.turn = [
+            Message(role="user", content="x"),
+            Message(role="assistant", parts=[ToolCall(id="toolu_1", name="lookup")]),
+        ]
+        request.message = Message(role="tool", parts=[ToolResult(call_id="toolu_2", content="?")])
+        request.tools = [LOOKUP]
+        with pytest.raises(
+            ProviderBadResponse, match="without `tool_result` blocks immediately after: toolu_1"
+        ):
+            await make_provider().send(request)
+        request.tools = []
+        request.message = Message(role="tool", parts=[ToolResult(call_id="toolu_1", content="1")])
+        with pytest.raises(ProviderBadResponse, match="must define tools"):
+            await make_provider().send(request)
+
+    async def test_call_ids_of_another_provider_are_rewritten_to_the_pattern(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        provider = make_provider()
+        foreign = "call.7:abc/1"  # what another API may use; Anthropic refuses it
+        assert provider.call_id_pattern == r"^[a-zA-Z0-9_-]+$"
+        steps = [
+            Message(role="user", content="x"),
+            Message(role="assistant", parts=[ToolCall(id=foreign, name="lookup")]),
+            Message(role="tool", parts=[ToolResult(call_id=foreign, content="42")]),
+        ]
+        request = make_request()
+        request.tools = [LOOKUP]
+        *request.turn, request.message = steps
+        with pytest.raises(
+            ProviderBadResponse, match="id: String should match"
+        ):  # as it is: refused
+            await provider.send(request)
+        portable = for_provider(
+            steps, provider="anthropic", model=self.model, wire_call_id=provider.wire_call_id
+        )  # what the session does
+        *request.turn, request.message = portable
+        reply = await provider.send(request)
+        assert reply.content == "tool lookup returned 42"
+        wire = provider_emulator.requests[-1].json["messages"]
+        new_id = wire[1]["content"][0]["id"]
+        assert new_id != foreign and re.fullmatch(provider.call_id_pattern, new_id)
+        assert wire[2]["content"][0]["tool_use_id"] == new_id == provider.wire_call_id(foreign)
+
+    @pytest.mark.parametrize("streamed", [False, True])
+    async def test_thinking_signature_is_kept_and_replayed(
+        self, make_provider: Any, provider_emulator: ProviderEmulator, streamed: bool
+    ) -> None:
+        provider = make_provider(extra={"thinking": THINKING}, max_tokens=4096)
+        reply = await provider_turn(provider, make_request("why?"), streamed)
+        thought, signature = reasoning_for("why?")
+        assert reply.content == "echo: why? [earlier messages: 0]"
+        assert reply.parts == [
+            ReasoningPart(text=thought, provider="anthropic", model=self.model,
+                          data={"signature": signature}),
+            TextPart(text=reply.content),
+        ]  # fmt: skip
+        history = [Message(role="user", content="why?"),
+                   Message(role="assistant", parts=reply.parts)]  # fmt: skip
+        await provider_turn(provider, make_request("and?", history=history), streamed)
+        replayed = provider_emulator.requests[-1].json["messages"][1]["content"]
+        assert replayed[0] == {"type": "thinking", "thinking": thought, "signature": signature}
+        forged = ReasoningPart(text=thought + "!", provider="anthropic", model=self.model,
+                               data={"signature": signature})  # fmt: skip
+        history[1] = Message(role="assistant", parts=[forged, TextPart(text="x")])
+        with pytest.raises(ProviderBadResponse, match="Invalid `signature`"):
+            await provider_turn(provider, make_request("and?", history=history), streamed)
+
+    async def test_thinking_goes_back_to_the_same_model_family_only(
+        self, manager: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        async with manager(extra={"thinking": THINKING}, max_tokens=4096) as mgr:
+            session = await mgr.create_session(user_id="u", tools=[weather])
+            reply = await session.send_message('call weather {"city": "Oslo"}')
+            assert reply.content == "tool weather returned Sunny in Oslo"
+            # The call went back with its thinking block first, as the API demands.
+            asking = provider_emulator.requests[1].json["messages"][1]["content"]
+            assert [b["type"] for b in asking] == ["thinking", "tool_use"]
+            await session.send_message("again")  # same model: every thinking block replayed
+            kinds = _block_kinds(provider_emulator.requests[-1].json)
+            assert kinds == ["thinking", "tool_use", "tool_result", "thinking", "text"]
+            await session.switch_provider("subject", model="claude-test-2")
+            reply = await session.send_message("elsewhere")
+            assert reply.content.startswith("echo: elsewhere")
+            body = provider_emulator.requests[-1].json
+            assert body["model"] == "claude-test-2"
+            assert "thinking" not in _block_kinds(body)  # another family's: left out
+            assert "tool_use" in _block_kinds(body)  # the rest of the history goes
+            await session.switch_provider("subject", model=f"{self.model}-20260101")
+            await session.send_message("back")  # a snapshot of the first model: same family
+            assert _block_kinds(provider_emulator.requests[-1].json).count("thinking") == 3
+
+    async def test_media_blocks(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        png = ImagePart.from_bytes(PNG, "image/png")
+        parts = [
+            TextPart(text="look"),
+            png,
+            ImagePart.from_url("https://example.com/cat.jpg"),
+            FilePart.from_bytes(b"%PDF-1.4", "application/pdf", name="a.pdf"),
+            FilePart.from_bytes(b"plain words", "text/plain", name="b.txt"),
+            FilePart.from_bytes(b"\x00\x01", "application/zip", name="c.zip"),
+        ]
+        request = make_request()
+        request.message = Message(role="user", parts=parts)
+        reply = await make_provider().send(request)
+        assert reply.content == (
+            "echo: look[c.zip (application/zip, 2 bytes) not sent: a file type the API does "
+            f"not take] [image/png {len(PNG)} bytes] [image https://example.com/cat.jpg] "
+            "[application/pdf 8 bytes] [text/plain 11 bytes] [earlier messages: 0]"
+        )
+        blocks = provider_emulator.requests[-1].json["messages"][0]["content"]
+        assert blocks[1] == {"type": "image", "source": {
+            "type": "base64", "media_type": "image/png",
+            "data": base64.b64encode(PNG).decode()}}  # fmt: skip
+        assert blocks[2] == {"type": "image", "source": {"type": "url",
+                             "url": "https://example.com/cat.jpg"}}  # fmt: skip
+        assert blocks[3]["type"] == "document" and blocks[3]["title"] == "a.pdf"
+        assert blocks[3]["source"]["media_type"] == "application/pdf"
+        assert blocks[4]["source"] == {"type": "text", "media_type": "text/plain",
+                                       "data": "plain words"}  # fmt: skip
+
+    async def test_structured_output_uses_output_config(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        request = make_request("ACME")
+        request.response_format = {"name": "Invoice", "schema": INVOICE, "strict": True}
+        reply = await make_provider(extra={"output_config": {"effort": "low"}}).send(request)
+        assert json.loads(reply.content) == {"customer": "ACME", "total": 1}
+        config = provider_emulator.requests[-1].json["output_config"]
+        assert config["effort"] == "low"  # the entry's own output_config options are kept
+        assert config["format"]["type"] == "json_schema"
+        schema = config["format"]["schema"]
+        assert schema["additionalProperties"] is False  # the SDK's transform_schema ran
+        assert schema["properties"].keys() == {"customer", "total"}
+
+    async def test_native_thread_keeps_its_tools(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        provider = make_provider()
+        request = make_request('call lookup {"key": "k"}', backend=NATIVE, system_prompt="S.")
+        request.tools = [LOOKUP]
+        first = await provider.send(request)
+        [call] = [p for p in first.parts if isinstance(p, ToolCall)]
+        assert first.state is not None and first.state[TOOLS_KEY]
+        results = make_request(backend=NATIVE, state=first.state, system_prompt="S.")
+        results.turn = [request.message, Message(role="assistant", parts=first.parts)]
+        results.message = Message(role="tool", parts=[ToolResult(call_id=call.id, content="v")])
+        results.tools = [LOOKUP]
+        second = await provider.send(results)
+        assert second.content == "tool lookup returned v"
+        assert second.state == {STATE_KEY: second.provider_message_id,
+                                TOOLS_KEY: first.state[TOOLS_KEY]}  # fmt: skip
+        create, cont = provider_emulator.requests
+        assert create.json["tools"][0]["name"] == "lookup" and create.json["system"] == "S."
+        assert "tools" not in cont.json and "system" not in cont.json
+        assert cont.json["messages"] == [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call.id, "content": "v"}]}]  # fmt: skip
+        # Other tools: the thread cannot take them, so a new one starts from the mirror.
+        mirror = [*results.turn, results.message,
+                  Message(role="assistant", content=second.content)]  # fmt: skip
+        other = make_request("plain", backend=NATIVE, state=second.state, mirror=mirror)
+        other.tools = [LOOKUP, weather.spec]
+        third = await provider.send(other)
+        assert third.content == "echo: plain [earlier messages: 4]"
+        assert third.state is not None and third.state[STATE_KEY] == third.provider_message_id
+        assert third.state[TOOLS_KEY] != first.state[TOOLS_KEY]
+        seeded = provider_emulator.requests[-1].json
+        assert seeded["thread"] == {"type": "create"}
+        assert [t["name"] for t in seeded["tools"]] == ["lookup", "weather"]

@@ -9,7 +9,15 @@
   local mirror; later turns ``continue`` from the last reply id (kept in the session's
   provider state) and send only the new message. A thread the server lost, or one that
   moved on without us (a turn that failed on our side after the server kept it), is
-  re-seeded from the mirror under a new thread, and the caller sees no error.
+  re-seeded from the mirror under a new thread, and the caller sees no error. A thread
+  keeps the system prompt and the tools it was created with (a ``continue`` may not
+  repeat them), so a turn offering other tools starts a new thread from the mirror.
+
+Rich turns (tool_use / tool_result, image and document blocks, thinking blocks with
+their signatures, ``output_config`` JSON schemas) are translated by the pure functions
+of ``_anthropic_parts``; tool-call ids of other providers are rewritten by the session
+to ``call_id_pattern``. Thinking is asked for with the entry's ``extra: {thinking:
+...}``, as the API spells it.
 
 Retries are the SDK's own (``max_retries``); its Retry-After wait is capped at 60 s here,
 because the SDK honours whatever the server asks for.
@@ -17,6 +25,8 @@ because the SDK honours whatever the server asks for.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any, Literal
@@ -32,12 +42,19 @@ from langswarm_runtime.errors import (
     ProviderUnavailable,
 )
 from langswarm_runtime.hookspecs import hookimpl
+from langswarm_runtime.providers._anthropic_parts import (
+    BlockStream,
+    mark_cache,
+    output_config,
+    parts_from_blocks,
+    to_messages,
+    tools_param,
+)
 from langswarm_runtime.providers._common import (
     RETRY_AFTER_CAP,
     Phase,
     StreamOrder,
     api_key_value,
-    chat_messages,
     error_for_status,
     import_sdk,
     is_transport_error,
@@ -53,8 +70,9 @@ from langswarm_runtime.providers.base import (
     ProviderRequest,
 )
 from langswarm_runtime.session.models import Message, SessionBackend, Usage
+from langswarm_runtime.session.parts import Part, TextPart
 
-__all__ = ["STATE_KEY", "THREADS_BETA", "AnthropicConfig", "AnthropicProvider"]
+__all__ = ["STATE_KEY", "THREADS_BETA", "TOOLS_KEY", "AnthropicConfig", "AnthropicProvider"]
 
 #: The beta that enables server-held message threads.
 THREADS_BETA = "message-threads-2026-08-12"
@@ -65,6 +83,9 @@ _REPLAY_CODES = frozenset(
 #: Provider-state key of the reply the next turn continues from (namespaced: another
 #: provider's adapter never mistakes it for its own).
 STATE_KEY = "anthropic_previous_message_id"
+#: Provider-state key of the tools the thread was created with (a digest): a thread
+#: keeps its tools, so a turn offering others starts a new thread.
+TOOLS_KEY = "anthropic_thread_tools"
 #: How Messages stream events are ordered (see ``StreamOrder``); the rest are BODY.
 _PHASES = {"message_start": Phase.OPEN, "message_stop": Phase.END}
 
@@ -108,6 +129,14 @@ def _client_class(sdk: Any) -> type[Any]:
     return CappedAsyncAnthropic
 
 
+def _tools_key(request: ProviderRequest) -> str | None:
+    """A digest of the tools a request offers (None: none)."""
+    if not request.tools:
+        return None
+    text = json.dumps(tools_param(request.tools), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _error_code(body: Any) -> str | None:
     error = body.get("error") if isinstance(body, dict) else None
     details = error.get("details") if isinstance(error, dict) else None
@@ -128,6 +157,7 @@ class AnthropicProvider(Provider):
     official_hosts = frozenset({"api.anthropic.com"})
     sdk_module = "anthropic"
     sdk_extra = "anthropic"
+    call_id_pattern = r"^[a-zA-Z0-9_-]+$"
 
     def __init__(self, config: AnthropicConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or AnthropicConfig(), name=name or "anthropic")
@@ -161,29 +191,49 @@ class AnthropicProvider(Provider):
     def _params(
         self,
         request: ProviderRequest,
-        history: list[Message],
+        messages: list[Message],
         *,
-        system: bool,
+        create: bool,
         cache: bool = False,
     ) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = chat_messages([*history, request.message])
-        notes: list[str] = [request.system_prompt] if request.system_prompt else []
-        if any(m["role"] == "system" for m in messages):
-            # No system role in messages: such notes join ``system=``.
-            notes += [m["content"] for m in messages if m["role"] == "system"]
-            messages = [m for m in messages if m["role"] != "system"]
+        """The ``messages.create`` arguments for ``messages``. ``create``: a stateless
+        request or a thread's first, which carries the system prompt and the tools (a
+        thread keeps both; a ``continue`` may not repeat them)."""
+        notes, wire = to_messages(messages)
+        if request.system_prompt:
+            notes.insert(0, request.system_prompt)
         cfg = self.config
         params: dict[str, Any] = {
             "model": request.model or cfg.model,
             "max_tokens": request.max_tokens or cfg.max_tokens or cfg.default_max_tokens,
-            "messages": messages,
+            "messages": wire,
         }
-        if system and notes:
+        if create and notes:
             params["system"] = "\n\n".join(notes)
+        if create and request.tools:
+            params["tools"] = tools_param(request.tools)
         if cache:
             self._mark_cache(params)
-        params.update(cfg.extra)
+        extra = dict(cfg.extra)
+        if request.response_format is not None:
+            config = output_config(request.response_format, self._schema_transform())
+            params["output_config"] = {**(extra.pop("output_config", None) or {}), **config}
+        params.update(extra)
         return params
+
+    def _schema_transform(self) -> Any:
+        """The SDK's ``transform_schema`` (what the API accepts as a JSON schema), if any."""
+        transform = getattr(self._sdk(), "transform_schema", None)
+        if transform is None:
+            return None
+
+        def safe(schema: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return dict(transform(schema))
+            except Exception:  # noqa: BLE001 - a schema it cannot rewrite goes as it is
+                return schema
+
+        return safe
 
     def _mark_cache(self, params: dict[str, Any]) -> None:
         """Put ``cache_control`` breakpoints on the system prompt and on the last message
@@ -198,22 +248,21 @@ class AnthropicProvider(Provider):
             params["system"] = [{"type": "text", "text": params["system"], "cache_control": marker}]
         messages = params["messages"]
         if len(messages) >= 2:
-            last = messages[-2]
-            last["content"] = [{"type": "text", "text": last["content"], "cache_control": marker}]
+            mark_cache(messages[-2], marker)
 
     async def _native_params(self, request: ProviderRequest) -> tuple[dict[str, Any], bool]:
-        """Params of a native turn and whether it continues a thread."""
+        """Params of a native turn and whether it continues a thread. A thread keeps the
+        tools it was created with, so a turn offering other tools starts a new one."""
         previous = request.state.get(STATE_KEY)
-        beta = {"betas": [THREADS_BETA]}
-        if previous:
-            params = self._params(request, [], system=False)
+        if previous and request.state.get(TOOLS_KEY) == _tools_key(request):
+            params = self._params(request, [request.message], create=False)
             thread = {"type": "continue", "previous_message_id": previous}
-            return {**params, **beta, "thread": thread}, True
+            return {**params, "betas": [THREADS_BETA], "thread": thread}, True
         return await self._seed_params(request), False
 
     async def _seed_params(self, request: ProviderRequest) -> dict[str, Any]:
         mirror = await request.load_history() if request.load_history else []
-        params = self._params(request, mirror, system=True)
+        params = self._params(request, [*mirror, *request.turn, request.message], create=True)
         return {**params, "betas": [THREADS_BETA], "thread": {"type": "create"}}
 
     # -- errors ------------------------------------------------------------------------
@@ -277,7 +326,7 @@ class AnthropicProvider(Provider):
             params, continuing = await self._native_params(request)
         else:
             cache = self.config.prompt_caching
-            params = self._params(request, request.history, system=True, cache=cache)
+            params = self._params(request, request.conversation(), create=True, cache=cache)
             continuing = False
         try:
             return await self._create(params, stream=stream), params
@@ -295,7 +344,7 @@ class AnthropicProvider(Provider):
         self,
         request: ProviderRequest,
         message_id: str | None,
-        text: str,
+        content: tuple[str, list[Part]],
         usage: Usage,
         model: str | None,
         params: dict[str, Any],
@@ -305,12 +354,17 @@ class AnthropicProvider(Provider):
             if not message_id:
                 raise ProviderBadResponse("thread reply without an id", provider=self.name)
             state = {STATE_KEY: message_id}
+            tools = _tools_key(request)
+            if tools is not None:
+                state[TOOLS_KEY] = tools
+        text, parts = content
         return ProviderReply(
             content=text,
             usage=usage,
             provider_message_id=message_id,
             state=state,
             model=model or params.get("model"),
+            parts=parts if any(not isinstance(p, TextPart) for p in parts) else [],
         )
 
     @staticmethod
@@ -323,16 +377,17 @@ class AnthropicProvider(Provider):
 
     async def send(self, request: ProviderRequest) -> ProviderReply:
         message, params = await self._open(request, stream=False)
+        model = getattr(message, "model", None) or params.get("model")
         try:
-            text = "".join(b.text for b in message.content if getattr(b, "type", None) == "text")
+            content = parts_from_blocks(message.content, model=model)
             usage = self._usage(message.usage)
-        except (AttributeError, TypeError) as exc:
+        except (AttributeError, TypeError, ValueError) as exc:
             raise ProviderBadResponse(f"unusable answer: {exc}", provider=self.name) from None
-        return self._reply(request, message.id, text, usage, message.model, params)
+        return self._reply(request, message.id, content, usage, message.model, params)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
         events, params = await self._open(request, stream=True)
-        parts: list[str] = []
+        blocks = BlockStream()
         message_id: str | None = None
         model: str | None = None
         usage: Any = None
@@ -349,12 +404,12 @@ class AnthropicProvider(Provider):
                     if not isinstance(message_id, str) or not message_id:
                         raise ProviderBadResponse("message_start without an id", provider=self.name)
                     model, usage = getattr(message, "model", None), getattr(message, "usage", None)
-                elif kind == "content_block_delta" and event.delta.type == "text_delta":
-                    text = getattr(event.delta, "text", None)
-                    if not isinstance(text, str):
-                        raise ProviderBadResponse("text_delta without text", provider=self.name)
-                    parts.append(text)
-                    yield text
+                elif kind == "content_block_start":
+                    blocks.start(event.index, event.content_block)
+                elif kind == "content_block_delta":
+                    text = blocks.delta(event.index, event.delta)
+                    if text:
+                        yield text
                 elif kind == "message_delta" and event.usage is not None:
                     output_tokens = event.usage.output_tokens or output_tokens
             order.close()
@@ -369,7 +424,11 @@ class AnthropicProvider(Provider):
                 output_tokens=output_tokens,
                 cached_tokens=total.cached_tokens,
             )
-        yield self._reply(request, message_id, "".join(parts), total, model, params)
+        try:
+            content = blocks.parts(model=model or params.get("model"))
+        except ValueError as exc:
+            raise ProviderBadResponse(f"unusable answer: {exc}", provider=self.name) from None
+        yield self._reply(request, message_id, content, total, model, params)
 
 
 @hookimpl
