@@ -61,6 +61,36 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        "parts_and_blobs",
+        [
+            # JSON text as written (key order kept: tool arguments and schemas go back to
+            # the provider as they came); NULL for a text-only message, most of them, so
+            # those rows cost nothing extra.
+            "ALTER TABLE {s}.messages ADD COLUMN parts text",
+            # The session's tool specs, out of the jsonb record for the same reason.
+            "ALTER TABLE {s}.sessions ADD COLUMN tools text",
+            # Media bytes, once per schema under their sha256.
+            """CREATE TABLE {s}.blobs (
+                sha256 text PRIMARY KEY,
+                data bytea NOT NULL,
+                size bigint NOT NULL,
+                created_at double precision NOT NULL
+            )""",
+            # Images and PDFs are compressed already: store them out of line as they are.
+            "ALTER TABLE {s}.blobs ALTER COLUMN data SET STORAGE EXTERNAL",
+            # Which sessions reference a blob: deleting the last one deletes the blob. No
+            # foreign key on purpose: delete_session reads a session's references after
+            # its record is gone (see the storage), which a cascade would have removed.
+            """CREATE TABLE {s}.blob_refs (
+                session_id text NOT NULL,
+                sha256 text NOT NULL,
+                PRIMARY KEY (session_id, sha256)
+            )""",
+            "CREATE INDEX blob_refs_by_blob ON {s}.blob_refs (sha256)",
+        ],
+    ),
 ]
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs
+from langswarm_runtime.session.storage.blobs import blob_refs, dump_parts, load_parts, split_media
 from langswarm_runtime.session.text import check_turn
+from langswarm_storage_postgres.blobs import drop_references, keep_blobs
 from langswarm_storage_postgres.config import PostgresStorageConfig
 from langswarm_storage_postgres.dsn import describe as _describe
 from langswarm_storage_postgres.dsn import scrub as _scrub
@@ -19,9 +22,9 @@ from langswarm_storage_postgres.outcome import WriteTicket, resolve
 
 __all__ = ["PostgresSessionStorage"]
 
-_RECORD_COLUMNS = "record, version"
+_RECORD_COLUMNS = "record, version, tools"
 _MESSAGE_COLUMNS = (
-    "seq, role, content, status, usage, provider_message_id, created_at, metadata"
+    "seq, role, content, status, usage, provider_message_id, created_at, metadata, parts"
 )
 #: What the statement taking the seq counter returns: the new counter, and the server's
 #: id of this write transaction and its backend, by which a COMMIT whose answer was lost
@@ -206,11 +209,11 @@ class PostgresSessionStorage(ISessionStorage):
                 await conn.execute(
                     self._t(
                         "INSERT INTO {s}.sessions "
-                        "(session_id, user_id, updated_at, version, record) "
-                        "VALUES (%s, %s, %s, %s, %s)"
+                        "(session_id, user_id, updated_at, version, record, tools) "
+                        "VALUES (%s, %s, %s, %s, %s, %s)"
                     ),
                     (record.session_id, record.user_id, record.updated_at, record.version,
-                     Jsonb(_record_json(record))),
+                     Jsonb(_record_json(record)), _tools_json(record)),
                 )
             except psycopg.errors.UniqueViolation:
                 raise StorageError(f"session {record.session_id!r} already exists") from None
@@ -231,11 +234,11 @@ class PostgresSessionStorage(ISessionStorage):
             cur = await conn.execute(
                 self._t(
                     "UPDATE {s}.sessions SET user_id = %s, updated_at = %s, record = %s, "
-                    "version = version + 1 WHERE session_id = %s AND version = %s "
+                    "tools = %s, version = version + 1 WHERE session_id = %s AND version = %s "
                     "RETURNING version"
                 ),
                 (record.user_id, record.updated_at, Jsonb(_record_json(record)),
-                 record.session_id, record.version),
+                 _tools_json(record), record.session_id, record.version),
             )
             row = await cur.fetchone()
             if row is None:
@@ -253,11 +256,26 @@ class PostgresSessionStorage(ISessionStorage):
         record.version = int(row[0])
 
     async def delete_session(self, session_id: str) -> bool:
-        async with self._conn("delete_session") as conn:
+        """Delete the record, its messages and the blobs no other session references,
+        in one transaction."""
+        async with self._conn("delete_session") as conn, conn.transaction():
+            # First the record: its row lock waits for a write of this session still
+            # running, so the references read next include what that write added.
             cur = await conn.execute(
                 self._t("DELETE FROM {s}.sessions WHERE session_id = %s"), (session_id,)
             )
-            return bool(cur.rowcount)
+            existed = bool(cur.rowcount)
+            await drop_references(conn, self._t, session_id)
+            return existed
+
+    async def load_blob(self, sha256: str) -> bytes | None:
+        """The bytes of a stored image or file, or None."""
+        async with self._conn("load_blob") as conn:
+            cur = await conn.execute(
+                self._t("SELECT data FROM {s}.blobs WHERE sha256 = %s"), (sha256,), binary=True
+            )
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
 
     async def list_sessions(
         self,
@@ -305,21 +323,22 @@ class PostgresSessionStorage(ISessionStorage):
     async def append_messages(
         self, session_id: str, messages: Sequence[Message]
     ) -> list[Message]:
-        return await self._append(session_id, None, messages, "append_messages")
+        return await self._append(session_id, [], messages, "append_messages")
 
     async def commit_turn(
         self,
         session_id: str,
-        pending_seq: int | None,
+        pending_seq: int | Sequence[int] | None,
         messages: Sequence[Message],
         *,
         usage: Usage | None = None,
         provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        """Remove the placeholder, append ``messages`` and, with ``usage`` /
-        ``provider_state``, update the record: one transaction."""
+        """Remove the placeholders (one seq, or a tool turn's several), append
+        ``messages`` and, with ``usage`` / ``provider_state``, update the record: one
+        transaction."""
         return await self._append(
-            session_id, pending_seq, messages, "commit_turn",
+            session_id, pending_seqs(pending_seq), messages, "commit_turn",
             record_update=usage is not None or provider_state is not None,
             usage=usage or _NO_USAGE, provider_state=provider_state,
         )  # fmt: skip
@@ -327,7 +346,7 @@ class PostgresSessionStorage(ISessionStorage):
     async def _append(
         self,
         session_id: str,
-        pending_seq: int | None,
+        pending: list[int],
         messages: Sequence[Message],
         what: str,
         *,
@@ -338,6 +357,12 @@ class PostgresSessionStorage(ISessionStorage):
         from psycopg.types.json import Jsonb
 
         check_turn(messages, provider_state)  # InvalidText for NUL / lone surrogates
+        blobs: dict[str, bytes] = {}
+        refs: set[str] = set()
+        if any(m.parts for m in messages):
+            # Media bytes go to the blob store; the rows keep sha256 and size.
+            messages, blobs = split_media(messages)
+            refs = blob_refs(messages)
         if record_update:
             now = time.time()
             state = None if provider_state is None else Jsonb(provider_state)
@@ -350,8 +375,10 @@ class PostgresSessionStorage(ISessionStorage):
         ticket = WriteTicket()
         try:
             async with self._conn(what) as conn, conn.transaction():
-                stored = await self._write(conn, ticket, take, session_id, pending_seq,
+                stored = await self._write(conn, ticket, take, session_id, pending,
                                            messages)
+                if refs:
+                    await keep_blobs(conn, self._t, session_id, blobs, refs)
                 # Past this line only the COMMIT is left: an error now may come after
                 # the server applied it.
                 ticket.commit_sent = True
@@ -378,7 +405,7 @@ class PostgresSessionStorage(ISessionStorage):
         ticket: WriteTicket,
         take: tuple[str, tuple[Any, ...]],
         session_id: str,
-        pending_seq: int | None,
+        pending: list[int],
         messages: Sequence[Message],
     ) -> list[Message]:
         """The statements of one append or commit, inside its transaction."""
@@ -392,13 +419,14 @@ class PostgresSessionStorage(ISessionStorage):
             raise SessionNotFound(f"session {session_id!r} not found")
         first = int(row[0]) - len(messages)
         ticket.xid, ticket.pid = str(row[1]), int(row[2])
-        if pending_seq is not None:
+        if pending:
+            # Committed messages are never removed: only a placeholder can go.
             await conn.execute(
                 self._t(
-                    "DELETE FROM {s}.messages WHERE session_id = %s AND seq = %s "
+                    "DELETE FROM {s}.messages WHERE session_id = %s AND seq = ANY(%s) "
                     "AND status <> 'committed'"
                 ),
-                (session_id, pending_seq),
+                (session_id, pending),
             )
         stored = [m.model_copy(update={"seq": first + i}) for i, m in enumerate(messages)]
         if stored:
@@ -406,12 +434,13 @@ class PostgresSessionStorage(ISessionStorage):
                 await c.executemany(
                     self._t(
                         f"INSERT INTO {{s}}.messages (session_id, {_MESSAGE_COLUMNS}) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     ),
                     [
                         (session_id, m.seq, m.role, m.content, str(m.status),
                          None if m.usage is None else Jsonb(m.usage.model_dump()),
-                         m.provider_message_id, m.created_at, Jsonb(m.metadata))
+                         m.provider_message_id, m.created_at, Jsonb(m.metadata),
+                         dump_parts(m.parts))
                         for m in stored
                     ],
                 )
@@ -466,18 +495,28 @@ class PostgresSessionStorage(ISessionStorage):
 
 
 def _record_json(record: SessionRecord) -> dict[str, Any]:
-    # The version lives in its own column, the single source of truth for the check.
-    return record.model_dump(mode="json", exclude={"version"})
+    # The version lives in its own column, the single source of truth for the check;
+    # the tools in theirs, as JSON text (jsonb would reorder the keys of their schemas).
+    return record.model_dump(mode="json", exclude={"version", "tools"})
+
+
+def _tools_json(record: SessionRecord) -> str | None:
+    if not record.tools:
+        return None
+    return json.dumps(record.tools, ensure_ascii=False, separators=(",", ":"))
 
 
 def _record_from_row(row: Sequence[Any]) -> SessionRecord:
-    data, version = row
-    return SessionRecord.model_validate({**data, "version": int(version)})
+    data, version, tools = row
+    fields = {**data, "version": int(version)}
+    if tools:
+        fields["tools"] = json.loads(tools)
+    return SessionRecord.model_validate(fields)
 
 
 def _message_from_row(row: Sequence[Any]) -> Message:
     # Rows were validated on the way in: construct, don't re-validate (a resume reads many).
-    seq, role, content, status, usage, provider_message_id, created_at, metadata = row
+    seq, role, content, status, usage, provider_message_id, created_at, metadata, parts = row
     return Message.model_construct(
         seq=int(seq),
         role=role,
@@ -487,4 +526,5 @@ def _message_from_row(row: Sequence[Any]) -> Message:
         provider_message_id=provider_message_id,
         created_at=float(created_at),
         metadata=metadata or {},
+        parts=load_parts(parts) if parts else [],
     )

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+from langswarm_runtime.session.parts import ImagePart, TextPart
 
 
 def _rec(sid: str, user: str = "u1", updated: float = 1000.0) -> SessionRecord:
@@ -152,14 +153,19 @@ async def test_migrations_concurrent_start_and_recorded(
         )
         assert await cur.fetchall() == [(v, n) for v, n, _ in MIGRATIONS]
         cur = await conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = 'messages' ORDER BY ordinal_position",
+            "SELECT table_name, array_agg(column_name::text ORDER BY ordinal_position) "
+            "FROM information_schema.columns WHERE table_schema = %s GROUP BY table_name",
             (pg_schema,),
         )
-        assert [r[0] for r in await cur.fetchall()] == [
-            "session_id", "seq", "role", "content", "status", "usage",
-            "provider_message_id", "created_at", "metadata",
-        ]
+        assert dict(await cur.fetchall()) == {
+            "sessions": ["session_id", "user_id", "updated_at", "version", "next_seq",
+                         "record", "tools"],
+            "messages": ["session_id", "seq", "role", "content", "status", "usage",
+                         "provider_message_id", "created_at", "metadata", "parts"],
+            "blobs": ["sha256", "data", "size", "created_at"],
+            "blob_refs": ["session_id", "sha256"],
+            "langswarm_migrations": ["version", "name", "applied_at"],
+        }  # fmt: skip
 
 
 async def test_schema_of_a_newer_version_is_refused_before_anything_is_written(
@@ -248,3 +254,99 @@ def test_registered_through_the_entry_point() -> None:
     registered: list[tuple[Any, ...]] = []
     langswarm_storage_postgres.register_storages(lambda *a: registered.append(a))
     assert registered == [("postgres", PostgresSessionStorage, PostgresStorageConfig)]
+
+
+# -- rich turns: parts, tools and blobs ---------------------------------------------------
+
+
+async def test_text_only_rows_and_records_cost_nothing_extra(
+    storage: PostgresSessionStorage, pg_dsn: str, pg_schema: str
+) -> None:
+    """Text-only messages and records without tools leave the new columns NULL; media
+    bytes are in the blob table, once, never in a message row."""
+    await storage.create_session(_rec("s1"))
+    tools = [{"name": "weather", "parameters": {"type": "object", "properties": {}}}]
+    await storage.create_session(_rec("s2").model_copy(update={"tools": tools}))
+    image = ImagePart.from_bytes(b"\x89PNG\x00" + bytes(range(256)) * 400, "image/png")
+    await storage.append_messages("s1", [Message(role="user", content="plain")])
+    await storage.append_messages(
+        "s1", [Message(role="user", parts=[TextPart(text="look"), image]) for _ in range(3)]
+    )
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+        cur = await conn.execute(
+            f'SELECT seq, parts, octet_length(parts) FROM "{pg_schema}".messages ORDER BY seq'
+        )
+        rows = await cur.fetchall()
+        assert rows[0][1] is None
+        assert all(r[2] < 300 for r in rows[1:])  # a reference, not 100 kB of base64
+        cur = await conn.execute(
+            f'SELECT session_id, tools, record ? %s FROM "{pg_schema}".sessions '
+            "ORDER BY session_id", ("tools",),
+        )
+        assert [(r[0], r[1] is None, r[2]) for r in await cur.fetchall()] == [
+            ("s1", True, False), ("s2", False, False)]  # fmt: skip
+        cur = await conn.execute(f'SELECT sha256, size, data FROM "{pg_schema}".blobs')
+        assert await cur.fetchall() == [(image.sha256, image.size, image.data)]
+    assert await storage.load_blob(image.sha256 or "") == image.data
+
+
+async def _lock_waiters(conn: psycopg.AsyncConnection[Any], holder: int, n: int) -> None:
+    """Wait until ``n`` server processes wait, directly or not, for ``holder``'s locks."""
+    for _ in range(250):
+        cur = await conn.execute(
+            "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock'"
+        )
+        blocked_by = {pid: set(pids) for pid, pids in await cur.fetchall()}
+        chain = {holder}
+        while True:
+            more = {pid for pid, pids in blocked_by.items() if pids & chain} - chain
+            if not more:
+                break
+            chain |= more
+        if len(chain) - 1 >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{n} statements never waited for the held lock")
+
+
+@pytest.mark.parametrize("first", ["delete", "write"])
+async def test_blob_survives_racing_delete_of_its_last_session(
+    storage_factory: Callable[..., Any], pg_dsn: str, pg_schema: str, first: str
+) -> None:
+    """Session A holds the only reference to a blob and is deleted while session B
+    writes the same bytes. Whichever reaches the blob first, B's committed message has
+    its blob afterwards. The blob row is held locked from outside so that both wait,
+    in the order ``first`` says, then released."""
+    deleter, writer = storage_factory(), storage_factory()
+    image = ImagePart.from_bytes(b"race" + bytes(range(256)) * 8, "image/png")
+    sha = image.sha256 or ""
+    for sid in ("A", "B"):
+        await deleter.create_session(_rec(sid))
+    await deleter.append_messages("A", [Message(role="user", parts=[image])])
+    await writer.open()
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as watch, \
+            await psycopg.AsyncConnection.connect(pg_dsn) as holder:  # fmt: skip
+        async with holder.transaction():
+            await holder.execute(
+                f'SELECT 1 FROM "{pg_schema}".blobs WHERE sha256 = %s FOR UPDATE', (sha,)
+            )
+
+            def delete() -> Any:
+                return asyncio.ensure_future(deleter.delete_session("A"))
+
+            def write() -> Any:
+                return asyncio.ensure_future(
+                    writer.append_messages("B", [Message(role="user", parts=[image])]))
+
+            tasks = []
+            for step in ([delete, write] if first == "delete" else [write, delete]):
+                tasks.append(step())
+                await _lock_waiters(watch, holder.info.backend_pid, len(tasks))
+        done = await asyncio.gather(*tasks)
+    assert True in done  # A was deleted
+    assert await writer.load_blob(sha) == image.data
+    (got,) = await writer.load_messages("B")
+    assert got.parts == [image.without_data()]
+    assert await writer.delete_session("B")
+    assert await writer.load_blob(sha) is None
