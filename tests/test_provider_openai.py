@@ -4,15 +4,28 @@ shapes, the chat-completions API, options)."""
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
 
-from langswarm_runtime.errors import ProviderUnavailable
-from langswarm_runtime.providers.base import ProviderReply
+from langswarm_runtime.errors import ProviderBadResponse, ProviderUnavailable
+from langswarm_runtime.providers._model_rules import signature_of
+from langswarm_runtime.providers.base import ProviderReply, ProviderRequest
 from langswarm_runtime.providers.openai import STATE_KEY
 from langswarm_runtime.session.models import Message, SessionBackend
+from langswarm_runtime.session.parts import (
+    FilePart,
+    ImagePart,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolResult,
+)
 from langswarm_runtime.testing import ProviderConformance
+from langswarm_runtime.testing._provider_base import ENTRY
+from langswarm_runtime.testing._provider_rich import PDF, PNG, weather
 from langswarm_runtime.testing.emulator import ProviderEmulator, RecordedRequest
 from langswarm_runtime.testing.provider_helpers import (
     HISTORY,
@@ -21,8 +34,10 @@ from langswarm_runtime.testing.provider_helpers import (
     make_request,
     provider_turn,
 )
+from langswarm_runtime.tools.spec import ToolSpec
 
 NATIVE = SessionBackend.NATIVE
+
 
 class TestOpenAI(ProviderConformance):
     provider_type = "openai"
@@ -33,12 +48,16 @@ class TestOpenAI(ProviderConformance):
     builtin = True
     model = "gpt-test"
     api_key = "sk-test-very-secret-key-0123456789"
-    # Adapter bugs, reported: strict xfails, so that the fix is noticed.
+
     def wire_messages(self, request: RecordedRequest) -> list[tuple[str, str]]:
         body = request.json
         items = body.get("input", body.get("messages", []))
         roles = {"developer": "system"}
-        return [(roles.get(i["role"], i["role"]), content_text(i["content"])) for i in items]
+        return [
+            (roles.get(i["role"], i["role"]), content_text(i["content"]))
+            for i in items
+            if "role" in i  # tool calls and their outputs are items without a role
+        ]
 
     # ------------------------------------------------------------------- hybrid shapes
 
@@ -206,3 +225,289 @@ class TestOpenAI(ProviderConformance):
             "/openai/v1/conversations",  # re-seeded from the mirror
             "/openai/v1/responses",
         ]
+
+    # ------------------------------------------------------------------- rich turns
+
+    async def test_function_call_and_output_pair_on_the_wire(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        provider = make_provider()
+        first = _rich_request('call lookup {"key": "answer"}', tools=[LOOKUP])
+        reply = await provider.send(first)
+        [call] = reply.parts
+        assert isinstance(call, ToolCall) and call.name == "lookup"
+        assert (reply.content, call.arguments) == ("", {"key": "answer"})
+        assert call.id.startswith("call_")
+        sent = provider_emulator.requests[0].json
+        assert sent["tools"] == [
+            {"type": "function", "name": "lookup", "description": LOOKUP.description,
+             "parameters": LOOKUP.parameters, "strict": False}
+        ]  # fmt: skip
+        asking = Message(role="assistant", parts=[call])
+        results = Message(role="tool", parts=[ToolResult(call_id=call.id, content="42")])
+        second = _rich_request(tools=[LOOKUP], turn=[first.message, asking], message=results)
+        reply = await provider.send(second)
+        assert reply.content == "tool lookup returned 42"
+        assert provider_emulator.requests[1].json["input"] == [
+            {"role": "user", "content": 'call lookup {"key": "answer"}'},
+            {"type": "function_call", "call_id": call.id, "name": "lookup",
+             "arguments": '{"key":"answer"}'},
+            {"type": "function_call_output", "call_id": call.id, "output": "42"},
+        ]  # fmt: skip
+
+        # An output without its call, or a call without its output, is refused, as by
+        # the real API: the emulator checks the pairing the adapter sends.
+        orphan = _rich_request(tools=[LOOKUP], turn=[first.message], message=results)
+        with pytest.raises(ProviderBadResponse, match="No tool call found"):
+            await provider.send(orphan)
+        unanswered = _rich_request("next", tools=[LOOKUP], turn=[first.message, asking])
+        with pytest.raises(ProviderBadResponse, match="No tool output found"):
+            await provider.send(unanswered)
+
+    @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+    async def test_parallel_calls_come_back_in_order(
+        self, make_provider: Any, streamed: bool
+    ) -> None:
+        text = 'call lookup {"key": "a"}\ncall lookup {"key": "b"}'
+        reply = await provider_turn(make_provider(), _rich_request(text, tools=[LOOKUP]), streamed)
+        assert [(p.name, p.arguments) for p in reply.parts if isinstance(p, ToolCall)] == [
+            ("lookup", {"key": "a"}), ("lookup", {"key": "b"}),
+        ]  # fmt: skip
+        assert reply.content == ""
+
+    async def test_media_go_as_input_image_and_input_file(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        image = ImagePart.from_bytes(PNG, "image/png")
+        doc = FilePart.from_bytes(PDF, "application/pdf", name="a.pdf")
+        linked = ImagePart.from_url("https://example.test/cat.jpg")
+        message = Message(role="user", parts=[TextPart(text="What is this?"), image, doc, linked])
+        reply = await make_provider().send(_rich_request(message=message))
+        assert reply.content == (
+            f"echo: What is this? [image/png {len(PNG)} bytes] [application/pdf {len(PDF)} "
+            "bytes] [image/jpeg https://example.test/cat.jpg] [earlier messages: 0]"
+        )
+        [item] = provider_emulator.requests[0].json["input"]
+        png = base64.b64encode(PNG).decode()
+        assert item == {"role": "user", "content": [
+            {"type": "input_text", "text": "What is this?"},
+            {"type": "input_image", "image_url": f"data:image/png;base64,{png}",
+             "detail": "auto"},
+            {"type": "input_file", "filename": "a.pdf",
+             "file_data": "data:application/pdf;base64," + base64.b64encode(PDF).decode()},
+            {"type": "input_image", "image_url": "https://example.test/cat.jpg",
+             "detail": "auto"},
+        ]}  # fmt: skip
+
+    async def test_structured_output_goes_as_text_format(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        schema = {"type": "object", "properties": {"customer": {"type": "string"}},
+                  "required": ["customer"]}  # fmt: skip
+        provider = make_provider()
+        invoice = {"name": "Invoice", "schema": schema, "strict": True}
+        reply = await provider.send(_rich_request("ACME", response_format=invoice))
+        assert reply.content == '{"customer":"ACME"}'
+        assert provider_emulator.requests[0].json["text"] == {"format": {
+            "type": "json_schema", "name": "Invoice", "strict": True,
+            "schema": {**schema, "additionalProperties": False},  # strict form
+        }}  # fmt: skip
+        # A property it does not require: strict mode cannot take it, so not strict.
+        loose = {**schema, "properties": {**schema["properties"], "note": {"type": "string"}}}
+        loose_format = {"name": "my invoice!", "schema": loose, "strict": True}
+        await provider.send(_rich_request("ACME", response_format=loose_format))
+        fmt = provider_emulator.requests[1].json["text"]["format"]
+        assert (fmt["name"], fmt["strict"], fmt["schema"]) == ("my_invoice_", False, loose)
+
+    @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+    async def test_reasoning_comes_back_with_its_encrypted_content(
+        self, make_provider: Any, provider_emulator: ProviderEmulator, streamed: bool
+    ) -> None:
+        provider = make_provider(reasoning={"effort": "low", "summary": "auto"})
+        first = _rich_request('call lookup {"key": "k"}', tools=[LOOKUP])
+        reply = await provider_turn(provider, first, streamed)
+        body = provider_emulator.requests[0].json
+        assert body["reasoning"] == {"effort": "low", "summary": "auto"}
+        assert body["include"] == ["reasoning.encrypted_content"]
+        thought, call = reply.parts
+        assert isinstance(thought, ReasoningPart) and isinstance(call, ToolCall)
+        assert thought.text == 'thought about: call lookup {"key": "k"}'
+        assert (thought.provider, thought.model) == ("openai", "gpt-test")
+        assert thought.data is not None
+        assert thought.data["encrypted_content"] == signature_of(thought.text)
+        assert thought.data["id"].startswith("rs_")
+
+        # Replayed ahead of the call it led to, as OpenAI wants it.
+        asking = Message(role="assistant", parts=[thought, call])
+        results = Message(role="tool", parts=[ToolResult(call_id=call.id, content="v")])
+        second = _rich_request(tools=[LOOKUP], turn=[first.message, asking], message=results)
+        reply = await provider_turn(provider, second, streamed)
+        assert reply.content == "tool lookup returned v"
+        kinds = [i.get("type", "message") for i in provider_emulator.requests[1].json["input"]]
+        assert kinds == ["message", "reasoning", "function_call", "function_call_output"]
+
+        # The emulator checks the encrypted content it gave: a forged one is refused.
+        forged = thought.model_copy(update={"data": {**thought.data, "encrypted_content": "x"}})
+        bad = Message(role="assistant", parts=[forged, call])
+        with pytest.raises(ProviderBadResponse, match="could not be verified"):
+            await provider.send(
+                _rich_request(tools=[LOOKUP], turn=[first.message, bad], message=results)
+            )
+
+    async def test_reasoning_is_replayed_only_to_its_model_family(
+        self, manager: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        def replayed() -> list[str]:
+            items = provider_emulator.requests[-1].json["input"]
+            return [i["id"] for i in items if i.get("type") == "reasoning"]
+
+        async with manager(reasoning={"effort": "low"}) as mgr:
+            session = await mgr.create_session(user_id="u")
+            first = await session.send_message("one")
+            [thought] = [p for p in first.parts if isinstance(p, ReasoningPart)]
+            assert first.content == "echo: one [earlier messages: 0]"
+            assert thought.data is not None
+            await session.send_message("two")
+            assert replayed() == [thought.data["id"]]
+            await session.switch_provider(ENTRY, model="gpt-test-2025-08-07")  # same family
+            await session.send_message("three")
+            assert len(replayed()) == 2  # turns one and two
+            await session.switch_provider(ENTRY, model="gpt-test-mini")  # another family
+            reply = await session.send_message("four")
+            assert replayed() == []
+            assert reply.content == "echo: four [earlier messages: 6]"
+
+    async def test_native_conversation_holds_calls_and_reseeds_mid_turn(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        provider = make_provider()
+        first = _rich_request('call lookup {"key": "k"}', tools=[LOOKUP], backend=NATIVE)
+        reply = await provider.send(first)
+        [call] = reply.parts
+        assert isinstance(call, ToolCall) and reply.state is not None
+        conv_id = reply.state[STATE_KEY]
+        asking = Message(role="assistant", parts=[call])
+        results = Message(role="tool", parts=[ToolResult(call_id=call.id, content="42")])
+        second = _rich_request(tools=[LOOKUP], turn=[first.message, asking], message=results,
+                               backend=NATIVE, state=reply.state)  # fmt: skip
+        provider_emulator.clear()
+        reply = await provider.send(second)
+        assert reply.content == "tool lookup returned 42"
+        [turn] = provider_emulator.requests  # only the outputs: the conversation has the call
+        assert turn.json["input"] == [
+            {"type": "function_call_output", "call_id": call.id, "output": "42"}
+        ]
+        items = provider_emulator.provider_state("openai")["conversations"][conv_id]["items"]
+        assert [i["type"] for i in items] == [
+            "message",
+            "function_call",
+            "function_call_output",
+            "message",
+        ]
+
+        # The conversation is lost between the call and its results: the new one is
+        # seeded with the turn so far (the user message and the call), then the outputs.
+        provider_emulator.forget_conversations()
+        provider_emulator.clear()
+        reply = await provider.send(second)
+        assert reply.content == "tool lookup returned 42"
+        assert reply.state and reply.state[STATE_KEY] != conv_id
+        _, seed, again = provider_emulator.requests
+        assert [i.get("type", "message") for i in seed.json["items"]] == [
+            "message",
+            "function_call",
+        ]
+        assert again.json["input"] == turn.json["input"]
+
+    @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+    async def test_chat_completions_tool_loop(
+        self, manager: Any, provider_emulator: ProviderEmulator, streamed: bool
+    ) -> None:
+        async with manager(api="chat_completions") as mgr:
+            session = await mgr.create_session(user_id="u", tools=[weather])
+            text = 'call weather {"city": "Rome"}\ncall weather {"city": "Oslo"}'
+            reply = await _session_turn(session, text, streamed)
+            assert reply.content == (
+                "tool weather returned Sunny in Rome; tool weather returned Sunny in Oslo"
+            )
+            history = await session.get_history()
+        asking, second = provider_emulator.requests
+        assert asking.path == second.path == "/openai/v1/chat/completions"
+        assert asking.json["tools"] == [
+            {"type": "function", "function": {"name": "weather",
+             "description": weather.spec.description, "parameters": weather.spec.parameters}}
+        ]  # fmt: skip
+        calls = history[1].tool_calls
+        assert [c.arguments for c in calls] == [{"city": "Rome"}, {"city": "Oslo"}]
+        assert second.json["messages"][1:] == [
+            {"role": "assistant", "tool_calls": [
+                {"id": c.id, "type": "function",
+                 "function": {"name": "weather", "arguments": json.dumps(
+                     c.arguments, separators=(",", ":"))}}
+                for c in calls
+            ]},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "Sunny in Rome"},
+            {"role": "tool", "tool_call_id": calls[1].id, "content": "Sunny in Oslo"},
+        ]  # fmt: skip
+
+    @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+    async def test_chat_completions_media_and_structured_output(
+        self, make_provider: Any, provider_emulator: ProviderEmulator, streamed: bool
+    ) -> None:
+        provider = make_provider(api="chat_completions")
+        image = ImagePart.from_bytes(PNG, "image/png")
+        doc = FilePart.from_bytes(PDF, "application/pdf", name="a.pdf")
+        message = Message(role="user", parts=[TextPart(text="What?"), image, doc])
+        reply = await provider_turn(provider, _rich_request(message=message), streamed)
+        assert f"[image/png {len(PNG)} bytes] [application/pdf {len(PDF)} bytes]" in (reply.content)
+        [user] = provider_emulator.requests[0].json["messages"]
+        assert [p["type"] for p in user["content"]] == ["text", "image_url", "file"]
+        schema = {"type": "object", "properties": {"total": {"type": "integer"}},
+                  "required": ["total"]}  # fmt: skip
+        total = {"name": "Sum", "schema": schema, "strict": True}
+        request = _rich_request("one two", response_format=total)
+        reply = await provider_turn(provider, request, streamed)
+        assert reply.content == '{"total":2}'
+        assert provider_emulator.requests[1].json["response_format"] == {
+            "type": "json_schema",
+            "json_schema": {"name": "Sum", "strict": True,
+                            "schema": {**schema, "additionalProperties": False}},
+        }  # fmt: skip
+
+
+LOOKUP = ToolSpec(
+    name="lookup",
+    description="Look a key up.",
+    parameters={"type": "object", "properties": {"key": {"type": "string"}},
+                "required": ["key"]},
+)  # fmt: skip
+
+
+def _rich_request(
+    text: str = "",
+    *,
+    message: Message | None = None,
+    turn: list[Message] | None = None,
+    tools: list[ToolSpec] | None = None,
+    response_format: dict[str, Any] | None = None,
+    backend: SessionBackend = SessionBackend.HYBRID,
+    state: dict[str, Any] | None = None,
+) -> ProviderRequest:
+    """A request as the session builds it for one step of a rich turn."""
+    request = make_request(text or "unused", backend=backend, state=state)
+    if message is not None:
+        request.message = message
+    request.turn = list(turn or [])
+    request.tools = list(tools or [])
+    request.response_format = response_format
+    return request
+
+
+async def _session_turn(session: Any, text: str, streamed: bool) -> Any:
+    if not streamed:
+        return await session.send_message(text)
+    final = None
+    async for event in session.stream_events(text):
+        if event.type == "done":
+            final = event.message
+    return final

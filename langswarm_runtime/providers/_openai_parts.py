@@ -17,14 +17,13 @@ as plain dicts (the SDK objects' ``to_dict()``).
 
 from __future__ import annotations
 
-import base64
-import json
 import mimetypes
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from langswarm_runtime.errors import InvalidMessage, ProviderBadResponse
+from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
+from langswarm_runtime.providers._openai_style import arguments_json, data_url, parse_arguments
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -38,21 +37,16 @@ from langswarm_runtime.session.parts import (
 from langswarm_runtime.tools.spec import ToolSpec
 
 __all__ = [
-    "data_url",
+    "function_tools",
     "input_items",
     "message_items",
     "reply_parts",
+    "strict_format",
     "strict_schema",
     "text_format",
-    "tool_params",
 ]
 
 Item = dict[str, Any]
-
-
-def data_url(media_type: str, data: bytes) -> str:
-    """``data:<type>;base64,<bytes>``: how the API takes inline media."""
-    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def input_items(messages: Iterable[Message], *, system_role: str = "system") -> list[Item]:
@@ -87,20 +81,12 @@ def _call_output(result: ToolResult) -> Item:
 def _user_content(part: Part) -> Item | None:
     if isinstance(part, TextPart):
         return {"type": "input_text", "text": part.text}
-    if isinstance(part, ImagePart):
-        if part.data is not None:
-            return {"type": "input_image", "image_url": data_url(part.media_type, part.data),
-                    "detail": "auto"}  # fmt: skip
-        if part.url is not None:
-            return {"type": "input_image", "image_url": part.url, "detail": "auto"}
-        raise InvalidMessage(f"image {part.sha256} has neither bytes nor a URL")
+    if isinstance(part, ImagePart):  # a data URL, or the image's own URL
+        return {"type": "input_image", "image_url": data_url(part), "detail": "auto"}
     if isinstance(part, FilePart):
-        if part.data is not None:
-            return {"type": "input_file", "filename": _filename(part),
-                    "file_data": data_url(part.media_type, part.data)}  # fmt: skip
         if part.url is not None:
             return {"type": "input_file", "file_url": part.url}
-        raise InvalidMessage(f"file {part.sha256} has neither bytes nor a URL")
+        return {"type": "input_file", "filename": _filename(part), "file_data": data_url(part)}
     return None  # reasoning, tool calls and results have no place in a user message
 
 
@@ -127,7 +113,7 @@ def _assistant_items(parts: Iterable[Part]) -> list[Item]:
         if isinstance(part, ToolCall):
             flush()
             items.append({"type": "function_call", "call_id": part.id, "name": part.name,
-                          "arguments": json.dumps(part.arguments)})  # fmt: skip
+                          "arguments": arguments_json(part.arguments)})  # fmt: skip
         elif isinstance(part, ReasoningPart):
             item = _reasoning_item(part)
             if item is not None:
@@ -154,7 +140,7 @@ def _reasoning_item(part: ReasoningPart) -> Item | None:
     }
 
 
-def tool_params(tools: Iterable[ToolSpec]) -> list[Item]:
+def function_tools(tools: Iterable[ToolSpec]) -> list[Item]:
     """The ``tools`` of a Responses request. Not strict: a tool's schema may have
     optional arguments, which strict mode refuses (the runtime validates arguments)."""
     return [
@@ -203,9 +189,10 @@ def strict_schema(schema: Any) -> dict[str, Any] | None:
     return out
 
 
-def text_format(response_format: Mapping[str, Any]) -> Item:
-    """The ``text`` option asking for JSON following ``{"name", "schema", "strict"}``.
-    A strict schema is sent in strict form, or not strict when it cannot be."""
+def strict_format(response_format: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"name", "schema", "strict"}`` as OpenAI takes it (Responses and Chat
+    Completions): a name of the allowed characters, and a strict schema in strict form,
+    or not strict when it cannot be."""
     schema = response_format["schema"]
     strict = bool(response_format.get("strict"))
     if strict:
@@ -214,8 +201,13 @@ def text_format(response_format: Mapping[str, Any]) -> Item:
             strict = False
         else:
             schema = converted
-    return {"format": {"type": "json_schema", "name": _format_name(response_format["name"]),
-                       "schema": schema, "strict": strict}}  # fmt: skip
+    return {"name": _format_name(response_format.get("name")), "schema": schema,
+            "strict": strict}  # fmt: skip
+
+
+def text_format(response_format: Mapping[str, Any]) -> Item:
+    """The Responses ``text`` option asking for JSON following ``response_format``."""
+    return {"format": {"type": "json_schema", **strict_format(response_format)}}
 
 
 def _format_name(name: Any) -> str:
@@ -251,20 +243,12 @@ def reply_parts(
 
 
 def _tool_call(item: Mapping[str, Any], name: str) -> ToolCall:
-    raw = item.get("arguments") or "{}"
-    try:
-        arguments = json.loads(raw)
-    except (TypeError, ValueError):
-        arguments = None
-    if not isinstance(arguments, dict):
-        raise ProviderBadResponse(
-            f"tool call {item.get('name')!r} came with arguments that are not a JSON object",
-            provider=name,
-        )
     call_id, tool = item.get("call_id"), item.get("name")
-    if not isinstance(call_id, str) or not isinstance(tool, str):
-        raise ProviderBadResponse("tool call without a call id or name", provider=name)
-    return ToolCall(id=call_id, name=tool, arguments=arguments)
+    if not isinstance(call_id, str) or not call_id or not isinstance(tool, str) or not tool:
+        raise ProviderBadResponse("a tool call without a call id or name", provider=name)
+    # Arguments that are not a JSON object are kept as {"raw": text}: the tool's schema
+    # check reports them to the model instead of failing the turn.
+    return ToolCall(id=call_id, name=tool, arguments=parse_arguments(item.get("arguments")))
 
 
 def _reasoning_part(item: Mapping[str, Any], provider: str, model: str | None) -> ReasoningPart:

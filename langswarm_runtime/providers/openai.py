@@ -38,7 +38,6 @@ from langswarm_runtime.providers._common import (
     StreamOrder,
     api_key_value,
     chat_chunk_phase,
-    chat_messages,
     error_for_status,
     import_sdk,
     make_usage,
@@ -48,11 +47,20 @@ from langswarm_runtime.providers._common import (
     with_version_suffix,
 )
 from langswarm_runtime.providers._openai_parts import (
+    function_tools,
     input_items,
     message_items,
     reply_parts,
+    strict_format,
     text_format,
-    tool_params,
+)
+from langswarm_runtime.providers._openai_style import (
+    CHAT_COMPLETIONS,
+    ToolCallStream,
+    response_format_param,
+    to_messages,
+    tool_calls_from,
+    tools_param,
 )
 from langswarm_runtime.providers.base import (
     Provider,
@@ -61,6 +69,7 @@ from langswarm_runtime.providers.base import (
     ProviderRequest,
 )
 from langswarm_runtime.session.models import Message, SessionBackend
+from langswarm_runtime.session.parts import Part, TextPart, ToolCall
 
 __all__ = ["OpenAIConfig", "OpenAIProvider"]
 
@@ -200,9 +209,15 @@ class OpenAIProvider(Provider):
             temperature = self.config.temperature
         if temperature is not None:
             opts["temperature"] = temperature
-        if not chat:
+        if chat:
             if request.tools:
-                opts["tools"] = tool_params(request.tools)
+                opts["tools"] = tools_param(request.tools)
+            if request.response_format is not None:
+                strict = strict_format(request.response_format)
+                opts["response_format"] = response_format_param(strict, CHAT_COMPLETIONS)
+        else:
+            if request.tools:
+                opts["tools"] = function_tools(request.tools)
             if request.response_format is not None:
                 opts["text"] = text_format(request.response_format)
             if self.config.reasoning is not None:
@@ -229,11 +244,11 @@ class OpenAIProvider(Provider):
             params["prompt_cache_key"] = f"ls-{digest}"
         return {**params, **self._options(request, chat=False)}
 
-    def _chat_messages(self, request: ProviderRequest) -> list[dict[str, str]]:
+    def _chat_messages(self, request: ProviderRequest) -> list[dict[str, Any]]:
         # Chat completions servers know "system", not always "developer".
         system = request.system_prompt
-        msgs = [{"role": "system", "content": system}] if system else []
-        return msgs + chat_messages(request.conversation())
+        msgs: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        return msgs + to_messages(request.conversation(), CHAT_COMPLETIONS)
 
     # ------------------------------------------------------------------ native state
 
@@ -346,8 +361,12 @@ class OpenAIProvider(Provider):
             raise ProviderBadResponse("answer had no choices", provider=self.name)
         usage = completion.usage
         details = getattr(usage, "prompt_tokens_details", None)
+        message = completion.choices[0].message
+        text = message.content or ""
+        calls = tool_calls_from(message.tool_calls, provider=self.name)
         return ProviderReply(
-            content=completion.choices[0].message.content or "",
+            content=text,
+            parts=_chat_parts(text, calls),
             usage=make_usage(
                 getattr(usage, "prompt_tokens", 0),
                 getattr(usage, "completion_tokens", 0),
@@ -428,6 +447,7 @@ class OpenAIProvider(Provider):
         )
         self._check_event_stream(chunks)
         parts: list[str] = []
+        calls = ToolCallStream()
         usage = None
         ident = model = None
         order = StreamOrder(self.name, end="a chunk with finish_reason")
@@ -438,13 +458,25 @@ class OpenAIProvider(Provider):
                 if chunk.usage is not None:
                     usage = chunk.usage
                 for choice in chunk.choices:
-                    if choice.index == 0 and choice.delta.content:
+                    if choice.index != 0:
+                        continue
+                    for call in choice.delta.tool_calls or ():
+                        function = call.function
+                        calls.add(
+                            call.index,
+                            id=call.id,
+                            name=getattr(function, "name", None),
+                            arguments=getattr(function, "arguments", None),
+                        )
+                    if choice.delta.content:
                         parts.append(choice.delta.content)
                         yield choice.delta.content
         order.close()
         details = getattr(usage, "prompt_tokens_details", None)
+        text = "".join(parts)
         yield ProviderReply(
-            content="".join(parts),
+            content=text,
+            parts=_chat_parts(text, calls.calls(provider=self.name)),
             usage=make_usage(
                 getattr(usage, "prompt_tokens", 0),
                 getattr(usage, "completion_tokens", 0),
@@ -462,6 +494,13 @@ _RESPONSES_PHASES = {
     "response.failed": Phase.END,
     "response.incomplete": Phase.END,
 }
+
+
+def _chat_parts(text: str, calls: list[ToolCall]) -> list[Part]:
+    """The parts of a Chat Completions reply: its text, then its tool calls."""
+    if not calls:
+        return []
+    return [*([TextPart(text=text)] if text else []), *calls]
 
 
 def _status_message(exc: Any) -> str:
