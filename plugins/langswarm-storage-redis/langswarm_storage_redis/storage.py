@@ -13,9 +13,20 @@ Key layout (``P`` is ``key_prefix``, default ``langswarm:``)::
     P write:<token>                 string: what became of one write of messages (its
                                     first seq, or "fenced"); expires after a minute or
                                     two (2 x socket_timeout + connect timeout + 60 s)
+    P blob:<sha256>                 string: the bytes of an image or file, once per prefix
+    P blobrefs:<sha256>             set: the sessions that reference the blob
+    P sessionblobs:<session_id>     set: the blobs the session references
+    P schema                        string: the layout version (``scripts.SCHEMA_VERSION``;
+                                    absent: 1, release 0.1.0's)
+
+A message member holds the message's parts (``parts``) only when it has some, and media
+parts without their bytes (``sha256`` and ``size`` kept): text-only messages are stored
+as they were before parts existed, and a blob is stored once however many messages and
+sessions send it. Deleting the last session that references a blob deletes it.
 
 With ``ttl_seconds`` the session hash and its messages expire together, refreshed on
-every write; index entries of expired sessions are dropped lazily by ``list_sessions``.
+every write, and the session's blobs live at least as long; index entries of expired
+sessions are dropped lazily by ``list_sessions``.
 """
 
 from __future__ import annotations
@@ -30,9 +41,13 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import TypeAdapter
+
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage
+from langswarm_runtime.session.parts import Part
+from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs
+from langswarm_runtime.session.storage.blobs import blob_refs, split_media
 from langswarm_runtime.session.text import check_message
 from langswarm_storage_redis import scripts
 from langswarm_storage_redis.config import RedisStorageConfig
@@ -44,7 +59,9 @@ _SCRIPT_CALLERS = {
     "CREATE": "create_session", "SAVE": "save_session", "DELETE": "delete_session",
     "APPEND": "append_messages", "COMMIT": "commit_turn", "SET_STATUS": "update_message_status",
     "TAIL": "load_messages", "LIST": "list_sessions", "RESOLVE": "resolving a lost reply",
+    "SCHEMA": "connect",
 }  # fmt: skip
+_PARTS: TypeAdapter[list[Part]] = TypeAdapter(list[Part])
 #: Hash fields a record is read from (see the key layout above).
 _RECORD_FIELDS = ["record", "version", "u_in", "u_out", "u_cached", "pstate", "updated_at"]
 
@@ -99,7 +116,13 @@ class RedisSessionStorage(ISessionStorage):
         self._token_ttl = int(2 * config.socket_timeout + config.socket_connect_timeout) + 60
         self._where = _describe(config.url.get_secret_value())
         self._client: Any = None
+        #: A client that returns bytes as they are (``_client`` decodes replies as
+        #: text), for reading blobs; made on first use.
+        self._raw: Any = None
         self._scripts: dict[str, Any] = {}
+        #: Whether the prefix's layout version was checked (see ``_check_schema``).
+        self._schema_checked = False
+        self._schema_lock = asyncio.Lock()
         #: Whether writes are seen leaving (see ``_tracking``); if not, every connection
         #: error of a write is treated as possibly applied, and resolved.
         self._sends_tracked = True
@@ -121,6 +144,12 @@ class RedisSessionStorage(ISessionStorage):
 
     def _k_write(self, token: str) -> str:
         return f"{self._p}write:{token}"
+
+    def _k_blob(self, sha256: str) -> str:
+        return f"{self._p}blob:{sha256}"
+
+    def _k_session_blobs(self, sid: str) -> str:
+        return f"{self._p}sessionblobs:{sid}"
 
     @property
     def _k_all(self) -> str:
@@ -155,8 +184,34 @@ class RedisSessionStorage(ISessionStorage):
             }
         return self._client
 
+    async def _ready(self, what: str) -> Any:
+        """The client, once the prefix's layout is known to be one this version reads."""
+        client = self._get_client()
+        if not self._schema_checked:
+            await self._check_schema(what)
+        return client
+
+    async def _check_schema(self, what: str) -> None:
+        """Refuse a prefix written by a newer version (it may hold what this one cannot
+        read, or misreads); record this version otherwise. Once per instance."""
+        async with self._schema_lock:
+            if self._schema_checked:
+                return
+            with self._translate(what):
+                newer = await self._scripts["SCHEMA"](
+                    keys=[f"{self._p}schema"], args=[scripts.SCHEMA_VERSION]
+                )
+            if newer:
+                raise StorageError(
+                    f"Redis at {self._where}: key prefix {self._p!r} is at schema version "
+                    f"{newer}, newer than this langswarm-storage-redis (schema version "
+                    f"{scripts.SCHEMA_VERSION}): upgrade langswarm-storage-redis to use it; "
+                    "nothing was written"
+                )
+            self._schema_checked = True
+
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        self._get_client()
+        await self._ready(_SCRIPT_CALLERS[name])
         with self._translate(_SCRIPT_CALLERS[name]):
             return await self._scripts[name](keys=keys, args=args)
 
@@ -171,10 +226,13 @@ class RedisSessionStorage(ISessionStorage):
 
         what = _SCRIPT_CALLERS[name]
         token = self._k_write(uuid.uuid4().hex)
+        try:
+            await self._ready(what)  # before the attempt: it writes no messages
+        except StorageError as exc:
+            raise StorageError(f"{exc} (not applied)") from None
         attempt = _Attempt()
         reset = _ATTEMPT.set(attempt)
         try:
-            self._get_client()
             with self._translate(what):
                 try:
                     first = int(await self._scripts[name](keys=[*keys, token], args=args))
@@ -238,18 +296,20 @@ class RedisSessionStorage(ISessionStorage):
             ) from None
 
     async def open(self) -> None:
-        """Check the server answers; ``StorageError`` naming the host if not."""
-        client = self._get_client()
+        """Check the server answers and the key prefix holds data this version reads;
+        ``StorageError`` naming the host if not."""
+        client = await self._ready("connect")
         with self._translate("connect"):
             await client.ping()
 
     async def close(self) -> None:
-        """Close the connection pool. Idempotent."""
+        """Close the connection pools. Idempotent."""
         self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):  # closing a dead connection may fail
-                await client.aclose()
+        for client in (self._client, self._raw):
+            if client is not None:
+                with contextlib.suppress(Exception):  # closing a dead connection may fail
+                    await client.aclose()
+        self._client = self._raw = None
 
     # -- sessions ----------------------------------------------------------------------
 
@@ -264,7 +324,7 @@ class RedisSessionStorage(ISessionStorage):
             raise StorageError(f"session {record.session_id!r} already exists")
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
-        client = self._get_client()
+        client = await self._ready("load_session")
         with self._translate("load_session"):
             row = await client.hmget(self._k_session(session_id), _RECORD_FIELDS)
         if row[0] is None:
@@ -276,9 +336,9 @@ class RedisSessionStorage(ISessionStorage):
         result = await self._run(
             "SAVE",
             [self._k_session(sid), self._k_messages(sid), self._k_all,
-             self._k_user(record.user_id)],
+             self._k_user(record.user_id), self._k_session_blobs(sid)],
             [_record_json(record), record.user_id, repr(record.updated_at),
-             str(record.version), sid, self._ttl, self._k_user("")],
+             str(record.version), sid, self._ttl, self._k_user(""), self._p],
         )
         if result[0] == -1:
             raise SessionNotFound(f"session {sid!r} not found")
@@ -292,10 +352,27 @@ class RedisSessionStorage(ISessionStorage):
     async def delete_session(self, session_id: str) -> bool:
         existed = await self._run(
             "DELETE",
-            [self._k_session(session_id), self._k_messages(session_id), self._k_all],
-            [session_id, self._k_user("")],
-        )
+            [self._k_session(session_id), self._k_messages(session_id), self._k_all,
+             self._k_session_blobs(session_id)],
+            [session_id, self._k_user(""), self._p],
+        )  # fmt: skip
         return bool(existed)
+
+    async def load_blob(self, sha256: str) -> bytes | None:
+        """The bytes of a stored image or file, or None."""
+        await self._ready("load_blob")
+        if self._raw is None:
+            import redis.asyncio as aioredis
+
+            self._raw = aioredis.Redis.from_url(
+                self.config.url.get_secret_value(),
+                socket_timeout=self.config.socket_timeout,
+                socket_connect_timeout=self.config.socket_connect_timeout,
+                max_connections=self.config.max_connections,
+            )
+        with self._translate("load_blob"):
+            data = await self._raw.get(self._k_blob(sha256))
+        return None if data is None else bytes(data)
 
     async def list_sessions(
         self,
@@ -307,7 +384,7 @@ class RedisSessionStorage(ISessionStorage):
         if limit < 0:
             raise StorageError(f"limit must be >= 0, got {limit}")
         index = self._k_all if user_id is None else self._k_user(user_id)
-        client = self._get_client()
+        client = await self._ready("list_sessions")
         out: list[SessionRecord] = []
         while len(out) < limit:
             want = limit - len(out)
@@ -338,44 +415,52 @@ class RedisSessionStorage(ISessionStorage):
     async def append_messages(
         self, session_id: str, messages: Sequence[Message]
     ) -> list[Message]:
-        return await self._append(session_id, None, messages)
+        return await self._append(session_id, [], messages)
 
     async def commit_turn(
         self,
         session_id: str,
-        pending_seq: int | None,
+        pending_seq: int | Sequence[int] | None,
         messages: Sequence[Message],
         *,
         usage: Usage | None = None,
         provider_state: dict[str, Any] | None = None,
     ) -> list[Message]:
-        """Remove the placeholder, append ``messages`` and, with ``usage`` /
-        ``provider_state``, update the record: one Lua script (``COMMIT``)."""
+        """Remove the placeholders (one seq, or a tool turn's several), append
+        ``messages`` and, with ``usage`` / ``provider_state``, update the record: one
+        Lua script (``COMMIT``)."""
+        pending = pending_seqs(pending_seq)
         if usage is None and provider_state is None:
-            return await self._append(session_id, pending_seq, messages)
+            return await self._append(session_id, pending, messages)
         u = usage or Usage()
         state = "" if provider_state is None else json.dumps(provider_state, separators=(",", ":"))
-        pending = "" if pending_seq is None else str(pending_seq)
-        first = await self._write(
-            "COMMIT",
-            [self._k_session(session_id), self._k_messages(session_id), self._k_all],
-            [pending, self._ttl, u.input_tokens, u.output_tokens, u.cached_tokens, state,
-             repr(time.time()), session_id, self._k_user(""), self._token_ttl,
-             *(_body(m) for m in messages)],
-        )  # fmt: skip
-        if first == -1:
-            raise SessionNotFound(f"session {session_id!r} not found")
-        return [m.model_copy(update={"seq": int(first) + i}) for i, m in enumerate(messages)]
+        extra = [u.input_tokens, u.output_tokens, u.cached_tokens, state, repr(time.time())]
+        return await self._append(session_id, pending, messages, extra)
 
     async def _append(
-        self, session_id: str, pending_seq: int | None, messages: Sequence[Message]
+        self,
+        session_id: str,
+        pending: list[int],
+        messages: Sequence[Message],
+        commit: list[Any] | None = None,
     ) -> list[Message]:
-        first = await self._write(
-            "APPEND",
-            [self._k_session(session_id), self._k_messages(session_id)],
-            ["" if pending_seq is None else str(pending_seq), self._ttl, self._token_ttl,
-             *(_body(m) for m in messages)],
-        )
+        """One APPEND, or with ``commit`` (COMMIT's extra arguments) one COMMIT: the
+        messages, the bytes of their media and the session's references to them."""
+        blobs: dict[str, bytes] = {}
+        refs: list[str] = []
+        if any(m.parts for m in messages):
+            messages, blobs = split_media(messages)
+            # The shas with bytes in this write first: the script reads them so.
+            refs = [*blobs, *sorted(blob_refs(messages) - set(blobs))]
+        bodies = [_body(m) for m in messages]  # InvalidText before anything is sent
+        keys = [self._k_session(session_id), self._k_messages(session_id),
+                self._k_session_blobs(session_id)]  # fmt: skip
+        if commit is not None:
+            keys.append(self._k_all)
+        args = [",".join(str(int(s)) for s in pending), self._ttl, self._token_ttl,
+                session_id, self._p, len(refs), len(blobs), *(commit or []), *refs,
+                *blobs.values(), *bodies]  # fmt: skip
+        first = await self._write("APPEND" if commit is None else "COMMIT", keys, args)
         if first == -1:
             raise SessionNotFound(f"session {session_id!r} not found")
         return [m.model_copy(update={"seq": int(first) + i}) for i, m in enumerate(messages)]
@@ -395,7 +480,7 @@ class RedisSessionStorage(ISessionStorage):
         key = self._k_messages(session_id)
         low = "-inf" if after_seq is None else f"({after_seq}"
         wanted = None if statuses is None else {str(MessageStatus(s)) for s in statuses}
-        client = self._get_client()
+        client = await self._ready("load_messages")
         if last is not None and wanted is not None:
             members = await self._run("TAIL", [key], [last, low, *sorted(wanted)])
             members.reverse()
@@ -445,9 +530,12 @@ def _record_from(row: Sequence[str | None]) -> SessionRecord:
 
 
 def _body(message: Message) -> str:
-    """A message's JSON after ``{"seq":N,`` (the script adds that), status first."""
+    """A message's JSON after ``{"seq":N,`` (the script adds that), status first; its
+    parts only when it has some (a text-only message is stored as before parts)."""
     check_message(message)  # InvalidText: a lone surrogate would make the JSON unreadable
-    fields = message.model_dump(mode="json", exclude={"seq", "status"})
+    fields = message.model_dump(mode="json", exclude={"seq", "status", "parts"})
+    if message.parts:
+        fields["parts"] = _PARTS.dump_python(message.parts, mode="json", exclude_none=True)
     text = json.dumps({"status": str(message.status), **fields}, separators=(",", ":"))
     return text[1:]
 

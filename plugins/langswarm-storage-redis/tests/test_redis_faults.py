@@ -86,8 +86,10 @@ async def test_a_write_fenced_by_resolution_never_runs(storage: RedisSessionStor
     with pytest.raises(StorageError, match="not applied"):
         await storage._resolve(token, "append_messages")
     body = '"status":"committed","role":"user","content":"late"}'
-    keys = [storage._k_session("s"), storage._k_messages("s"), token]
-    assert await storage._run("APPEND", keys, ["", 0, 60, body]) == -2
+    keys = [storage._k_session("s"), storage._k_messages("s"), storage._k_session_blobs("s"),
+            token]  # fmt: skip
+    args = ["", 0, 60, "s", storage._p, 0, 0, body]
+    assert await storage._run("APPEND", keys, args) == -2
     assert await storage.load_messages("s") == []
     with pytest.raises(StorageError, match="not applied"):  # and asking again agrees
         await storage._resolve(token, "append_messages")

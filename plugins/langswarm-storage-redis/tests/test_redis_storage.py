@@ -5,6 +5,7 @@ The generic contract is covered by the conformance suite (test_redis_conformance
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+from langswarm_runtime.session.parts import ImagePart
 
 
 def _rec(sid: str, user: str = "u1", updated: float = 1000.0) -> SessionRecord:
@@ -94,8 +96,10 @@ async def test_key_layout_and_delete(storage: RedisSessionStorage, redis_url: st
         keys = sorted(await client.keys(key_prefix + "*"))
         tokens = [k for k in keys if k.startswith(f"{p}write:")]
         assert sorted(set(keys) - set(tokens)) == sorted(
-            [f"{p}session:s1", f"{p}messages:s1", f"{p}user:alice", f"{p}sessions"]
-        )
+            [f"{p}session:s1", f"{p}messages:s1", f"{p}user:alice", f"{p}sessions",
+             f"{p}schema"]
+        )  # fmt: skip
+        assert await client.get(f"{p}schema") == "2"
         # The append's write token: its first seq, nothing of the session, soon gone.
         (token,) = tokens
         assert await client.get(token) == "1"
@@ -103,7 +107,100 @@ async def test_key_layout_and_delete(storage: RedisSessionStorage, redis_url: st
         assert await client.type(f"{p}messages:s1") == "zset"
         assert await client.hget(f"{p}session:s1", "next_seq") == "2"
         assert await storage.delete_session("s1")
-        assert await client.keys(key_prefix + "*") == [token]
+        assert sorted(await client.keys(key_prefix + "*")) == sorted([token, f"{p}schema"])
+    finally:
+        await client.aclose()
+
+
+async def test_key_layout_of_parts_and_blobs(storage: RedisSessionStorage, redis_url: str,
+                                             key_prefix: str) -> None:
+    """A text-only member is as it was before parts existed; a media part's member keeps
+    sha256 and size, its bytes are in one blob key however many messages and sessions
+    send them, and the sets of references say who has it."""
+    p = key_prefix
+    image = ImagePart.from_bytes(b"\x89PNG\x00\xff" + bytes(range(256)) * 64, "image/png")
+    sha = image.sha256 or ""
+    for sid in ("s1", "s2"):
+        await storage.create_session(_rec(sid))
+        await storage.append_messages(sid, [Message(role="user", content="plain")])
+        for _ in range(3):
+            await storage.append_messages(sid, [Message(role="user", parts=[image])])
+    client = aioredis.Redis.from_url(redis_url)  # bytes as they are
+    try:
+        members = await client.zrange(f"{p}messages:s1", 0, -1)
+        assert members[0] == (b'{"seq":1,"status":"committed","role":"user","content":"plain",'
+                              b'"usage":null,"provider_message_id":null,"created_at":'
+                              + members[0].split(b'"created_at":')[1])  # fmt: skip
+        media = json.loads(members[1])["parts"]
+        assert media == [{"type": "image", "media_type": "image/png", "sha256": sha,
+                          "size": image.size}]  # fmt: skip
+        assert all(len(m) < 400 for m in members)
+        blob_keys = sorted(k for k in await client.keys(f"{p}blob*"))
+        assert blob_keys == [f"{p}blob:{sha}".encode(), f"{p}blobrefs:{sha}".encode()]
+        assert await client.get(f"{p}blob:{sha}") == image.data
+        assert await client.smembers(f"{p}blobrefs:{sha}") == {b"s1", b"s2"}
+        assert await client.smembers(f"{p}sessionblobs:s2") == {sha.encode()}
+        assert await storage.delete_session("s1")
+        assert await client.smembers(f"{p}blobrefs:{sha}") == {b"s2"}
+        assert await client.exists(f"{p}sessionblobs:s1") == 0
+        assert await storage.delete_session("s2")
+        assert await client.keys(f"{p}*blob*") == []
+    finally:
+        await client.aclose()
+
+
+async def test_blobs_live_as_long_as_their_sessions_with_a_ttl(
+    storage_factory: Callable[..., Any], redis_url: str, key_prefix: str
+) -> None:
+    store = storage_factory(ttl_seconds=100)
+    p = key_prefix
+    image = ImagePart.from_bytes(b"ttl" + bytes(range(256)), "image/png")
+    blob = f"{p}blob:{image.sha256}"
+    await store.create_session(_rec("s1"))
+    await store.append_messages("s1", [Message(role="user", parts=[image])])
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = [blob, f"{p}blobrefs:{image.sha256}", f"{p}sessionblobs:s1"]
+        for key in keys:
+            assert 90 < await client.ttl(key) <= 100
+            await client.expire(key, 5)
+        await store.append_messages("s1", [Message(role="user", content="text only")])
+        for key in keys:
+            assert await client.ttl(key) > 90  # refreshed with the session's keys
+        loaded = await store.load_session("s1")
+        assert loaded is not None
+        await client.expire(blob, 5)
+        await store.save_session(loaded)  # a save refreshes them too
+        assert await client.ttl(blob) > 90
+        # A session without a TTL that has the same bytes keeps them for good.
+        forever = storage_factory()
+        await forever.create_session(_rec("s2"))
+        await forever.append_messages("s2", [Message(role="user", parts=[image])])
+        assert await client.ttl(blob) == -1
+    finally:
+        await client.aclose()
+
+
+async def test_prefix_of_a_newer_schema_is_refused_before_anything_is_written(
+    storage_factory: Callable[..., Any], redis_url: str, key_prefix: str
+) -> None:
+    old = storage_factory()
+    await old.create_session(_rec("kept"))
+    await old.close()
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.set(f"{key_prefix}schema", "3")
+        before = sorted(await client.keys(key_prefix + "*"))
+        store = storage_factory()
+        words = r"schema version 3\b.*schema version 2\b"
+        with pytest.raises(StorageError, match=words):
+            await store.open()
+        with pytest.raises(StorageError, match=words):
+            await store.load_session("kept")
+        with pytest.raises(StorageError, match=words + r".*\(not applied\)$"):
+            await store.append_messages("kept", [Message(role="user", content="x")])
+        assert sorted(await client.keys(key_prefix + "*")) == before
+        assert await client.zcard(f"{key_prefix}messages:kept") == 0
     finally:
         await client.aclose()
 
