@@ -713,10 +713,13 @@ class StorageStateMachine(RuleBasedStateMachine):
         for holders in self.blob_sessions.values():
             holders.discard(sid)
 
-    @rule(sid=sessions, which=st.lists(st.integers(0, 2), min_size=1, max_size=3))
-    def append_media(self, sid: str, which: list[int]) -> None:
+    @rule(sid=sessions, which=st.lists(st.integers(0, 2), min_size=1, max_size=3),
+          status=st.sampled_from([C, P]))  # fmt: skip
+    def append_media(self, sid: str, which: list[int], status: MessageStatus) -> None:
+        # Pending too: a commit may later replace the step, and its media must still go
+        # when the session is deleted.
         parts = [self.images[i] for i in which]
-        sent = [Message(role="user", parts=[*parts, TextPart(text="img")])]
+        sent = [Message(role="user", parts=[*parts, TextPart(text="img")], status=status)]
         stored = self.run(self.store.append_messages(sid, sent))
         for part in parts:
             self.blob_sessions[part.sha256 or ""].add(sid)

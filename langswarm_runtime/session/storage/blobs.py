@@ -47,7 +47,7 @@ def blob_refs(messages: Sequence[Message]) -> set[str]:
         p.sha256
         for m in messages
         for p in m.parts
-        if isinstance(p, (ImagePart, FilePart)) and p.sha256 is not None and p.url is None
+        if isinstance(p, (ImagePart, FilePart)) and p.sha256 is not None
     }
 
 

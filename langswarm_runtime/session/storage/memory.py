@@ -47,6 +47,9 @@ class MemorySessionStorage(ISessionStorage):
         #: Media bytes by sha256, and the sessions that reference each.
         self._blobs: dict[str, bytes] = {}
         self._blob_refs: dict[str, set[str]] = {}
+        #: The blobs each session ever referenced (pending steps that a commit later
+        #: replaced included), so its deletion releases them all.
+        self._session_blobs: dict[str, set[str]] = {}
         self._closed = False
 
     def _check_open(self) -> None:
@@ -96,7 +99,7 @@ class MemorySessionStorage(ISessionStorage):
             entry = self._sessions.pop(session_id, None)
             if entry is None:
                 return False
-            for sha in blob_refs(entry.messages):
+            for sha in self._session_blobs.pop(session_id, set()):
                 refs = self._blob_refs.get(sha)
                 if refs is not None:
                     refs.discard(session_id)
@@ -117,6 +120,7 @@ class MemorySessionStorage(ISessionStorage):
         self._blobs.update(blobs)
         for sha in blob_refs(messages):
             self._blob_refs.setdefault(sha, set()).add(session_id)
+            self._session_blobs.setdefault(session_id, set()).add(sha)
 
     async def list_sessions(
         self,
@@ -261,6 +265,7 @@ class MemorySessionStorage(ISessionStorage):
             self._sessions.clear()
             self._blobs.clear()
             self._blob_refs.clear()
+            self._session_blobs.clear()
 
 
 @hookimpl
