@@ -241,7 +241,10 @@ class Runtime:
             items = list(source)
         else:
             items = [source]
-        return [i if hasattr(i, "spec") and hasattr(i, "run") else as_tool(i) for i in items]
+        tools = [i if hasattr(i, "spec") and hasattr(i, "run") else as_tool(i) for i in items]
+        if any(not hasattr(t, "run") for t in tools):  # a ToolSpec: nothing to run here
+            raise TypeError("a ToolSpec is run by the caller; give it in code, not as an entry")
+        return tools
 
     def _tool_source(self, name: str) -> Any:
         """What the type's factory builds for entry ``name`` (no tool set is listed yet)."""

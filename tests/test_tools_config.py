@@ -21,7 +21,7 @@ from langswarm_runtime.errors import ConfigError, PluginError
 from langswarm_runtime.plugins import PluginManager
 from langswarm_runtime.runtime import Runtime
 from langswarm_runtime.session.parts import ToolResult
-from langswarm_runtime.tools.spec import Tool
+from langswarm_runtime.tools.spec import Tool, ToolSpec
 
 NONE = {"LANGSWARM_LOAD_PLUGINS": ""}
 
@@ -491,6 +491,7 @@ def test_a_plugin_tool_type_that_builds_no_tool_is_a_plugin_error() -> None:
         @hookimpl
         def register_tools(self, register: Any) -> None:
             register("nothing", lambda: 42)
+            register("spec", lambda: ToolSpec(name="s"))
             register("crash", self.crash)
 
         @staticmethod
@@ -501,11 +502,13 @@ def test_a_plugin_tool_type_that_builds_no_tool_is_a_plugin_error() -> None:
     pm.register(Plugin(), name="lsdemo_bad_tools")
     config, _ = build_config({
         "storage": {"type": "memory"},
-        "tools": {"n": {"type": "nothing"}, "c": {"type": "crash"}},
+        "tools": {"n": {"type": "nothing"}, "c": {"type": "crash"}, "s": {"type": "spec"}},
     }, plugins=pm)
     runtime = Runtime(config=config, plugins=pm)
     with pytest.raises(PluginError, match=r"tools\.n: tool type 'nothing' gave something that"):
         runtime.tools_named(["n"])
+    with pytest.raises(PluginError, match=r"tools\.s: .*a ToolSpec is run by the caller"):
+        runtime.tools_named(["s"])
     with pytest.raises(PluginError,
                        match=r"tool type 'crash' \(plugin 'lsdemo_bad_tools'\) failed to start"):
         runtime.tools_named(["c"])
