@@ -1,40 +1,15 @@
-"""Mistral wire shapes: seeding a conversation from the local mirror, message content,
-usage and error bodies. Pure data handling, no SDK import (the adapter is ``mistral.py``)."""
+"""Mistral wire shapes: usage and error bodies. Pure data handling, no SDK import (the
+adapter is ``mistral.py``; messages and parts are ``_mistral_parts``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from langswarm_runtime.providers._common import history_turns, make_usage
-from langswarm_runtime.session.models import Message, Usage
+from langswarm_runtime.providers._common import make_usage
+from langswarm_runtime.session.models import Usage
 
-__all__ = ["body_message", "content_text", "seed_entries", "usage_from"]
-
-
-def seed_entries(
-    system_prompt: str | None, messages: list[Message]
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """(instructions, input entries) for starting a conversation from the mirror: system
-    text (the prompt, a stored summary) becomes instructions, turns become entries."""
-    notes = [system_prompt] if system_prompt else []
-    entries: list[dict[str, Any]] = []
-    for role, text in history_turns(messages):
-        if role == "system":
-            notes.append(text)
-        else:
-            entries.append({"type": "message.input", "role": role, "content": text})
-    return ("\n\n".join(notes) or None), entries
-
-
-def content_text(content: Any) -> str:
-    """Text of a message content: a str, or a list of chunks (text ones kept)."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        return "".join(content_text(c) for c in content)
-    text = getattr(content, "text", None)
-    return text if isinstance(text, str) else ""
+__all__ = ["body_message", "usage_from"]
 
 
 def usage_from(usage: Any) -> Usage:

@@ -7,6 +7,12 @@
   conversation id kept in the session's provider state. A conversation the server no
   longer knows (404) is started afresh from the mirror, and the new id recorded.
 
+Tools, tool calls and results, images, documents, reasoning (``thinking`` chunks) and the
+JSON-schema output mode are translated by ``_mistral_parts``, in both modes. Tool-call
+ids are 9 letters and digits (``call_id_pattern``): the runtime rewrites other ids.
+A conversation's tools are set when it starts, so a turn that offers other tools than
+the conversation has starts a new one from the mirror.
+
 Retries: the SDK's own ``RetryConfig`` is bounded by elapsed time, not by a count, and
 sleeps for whatever Retry-After says; so the SDK's retrying is switched off and calls go
 through ``with_retries`` (``max_retries`` attempts, Retry-After capped at 60 s, else
@@ -38,7 +44,6 @@ from langswarm_runtime.providers._common import (
     api_key_value,
     chat_chunk_phase,
     error_for_status,
-    history_turns,
     import_sdk,
     is_transport_error,
     parse_retry_after,
@@ -47,11 +52,24 @@ from langswarm_runtime.providers._common import (
     with_retries,
     without_version_suffix,
 )
-from langswarm_runtime.providers._mistral_wire import (
-    body_message,
-    content_text,
+from langswarm_runtime.providers._mistral_parts import (
+    CALL_ID_PATTERN,
+    append_inputs,
+    chat_arguments,
+    chunk_texts,
+    finish,
+    is_answer,
+    output_parts,
+    reply_parts,
     seed_entries,
-    usage_from,
+    tools_key,
+)
+from langswarm_runtime.providers._mistral_wire import body_message, usage_from
+from langswarm_runtime.providers._openai_style import (
+    MISTRAL,
+    ToolCallStream,
+    response_format_param,
+    tools_param,
 )
 from langswarm_runtime.providers.base import (
     Provider,
@@ -66,6 +84,8 @@ __all__ = ["MistralConfig", "MistralProvider"]
 #: Provider-state key holding the remote conversation id (namespaced: never replayed to
 #: another provider's adapter).
 STATE_KEY = "mistral_conversation_id"
+#: Provider-state key holding a digest of the tools the conversation was started with.
+TOOLS_KEY = "mistral_conversation_tools"
 _CHAT_OWN = frozenset({"model", "messages", "max_tokens", "temperature", "stream"})
 _CONV_OWN = frozenset({"inputs", "model", "store", "instructions", "completion_args"})
 #: How Conversations stream events are ordered (see ``StreamOrder``); the rest are BODY.
@@ -98,6 +118,7 @@ class MistralProvider(Provider):
     official_hosts = frozenset({"api.mistral.ai"})
     sdk_module = "mistralai"
     sdk_extra = "mistral"
+    call_id_pattern = CALL_ID_PATTERN
 
     def __init__(self, config: MistralConfig | None = None, *, name: str | None = None) -> None:
         super().__init__(config or MistralConfig(), name=name or "mistral")
@@ -223,26 +244,30 @@ class MistralProvider(Provider):
         return out
 
     def _chat_args(self, request: ProviderRequest) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
-        if request.system_prompt:
-            messages.append({"role": "system", "content": request.system_prompt})
-        for role, text in history_turns([*request.history, request.message]):
-            messages.append({"role": role, "content": text})
-        return {
-            "model": self._model(request),
-            "messages": messages,
-            **self._sampling(request),
-            **self.config.extra,
-        }
+        shaped = chat_arguments(
+            request.system_prompt, request.conversation(), request.tools, request.response_format
+        )
+        # The turn's tools and format over any in ``extra``.
+        return {"model": self._model(request), **self._sampling(request),
+                **self.config.extra, **shaped}  # fmt: skip
 
     def _conv_options(self, request: ProviderRequest) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(completion_args, start-only kwargs) from the sampling options and ``extra``."""
+        """(completion_args, start-only kwargs) from the sampling options, ``extra`` and
+        the turn's tools and response format."""
         fields = self._completion_fields()
         completion = self._sampling(request)
         start: dict[str, Any] = {}
         for k, v in self.config.extra.items():
             (completion if k in fields else start)[k] = v
+        if request.response_format is not None:
+            completion["response_format"] = response_format_param(request.response_format, MISTRAL)
+        if request.tools:
+            start["tools"] = tools_param(request.tools)
         return completion, start
+
+    def _native_state(self, request: ProviderRequest, conv_id: str | None) -> dict[str, Any]:
+        key = tools_key(request.tools)
+        return {STATE_KEY: conv_id, **({TOOLS_KEY: key} if key else {})}
 
     # ------------------------------------------------------------------ native
 
@@ -261,13 +286,17 @@ class MistralProvider(Provider):
         completion, start_kw = self._conv_options(request)
         model = self._model(request)
         current: str | None = request.state.get(STATE_KEY)
+        if request.state.get(TOOLS_KEY) != tools_key(request.tools):
+            current = None  # the conversation has other tools: start one with these
         started = False  # whether a conversation was started during this turn
 
         async def begin() -> tuple[Any, str | None]:
             nonlocal current, started
             current, started = None, True
             history = await request.load_history() if request.load_history else []
-            instructions, inputs = seed_entries(request.system_prompt, [*history, request.message])
+            instructions, inputs = seed_entries(
+                request.system_prompt, [*history, *request.turn, request.message]
+            )
             start = conversations.start_stream_async if stream else conversations.start_async
             response = await start(
                 inputs=inputs,
@@ -287,7 +316,7 @@ class MistralProvider(Provider):
             try:
                 response = await append(
                     conversation_id=current,
-                    inputs=request.message.content,
+                    inputs=append_inputs(request.message),
                     completion_args=completion or None,
                 )
                 return response, current
@@ -311,27 +340,38 @@ class MistralProvider(Provider):
     async def send(self, request: ProviderRequest) -> ProviderReply:
         if request.backend is SessionBackend.NATIVE:
             response, conv_id = await self._open_native(request, stream=False)
-            outputs = [o for o in response.outputs if getattr(o, "type", None) == "message.output"]
-            if not outputs:
+            outputs = list(response.outputs or ())
+            if not is_answer(outputs):
                 raise ProviderBadResponse("answer had no message output", provider=self.name)
             last = outputs[-1]
+            model = getattr(last, "model", None) or self._model(request)
+            text, parts = output_parts(outputs, provider=self.provider_type, model=model)
             return ProviderReply(
-                content="".join(content_text(getattr(o, "content", None)) for o in outputs),
+                content=text,
                 usage=usage_from(response.usage),
                 provider_message_id=getattr(last, "id", None),
-                state={STATE_KEY: conv_id},
-                model=getattr(last, "model", None) or self._model(request),
+                state=self._native_state(request, conv_id),
+                model=model,
+                parts=parts,
             )
         args = self._chat_args(request)
         chat = self.client().chat
         completion = await self._call(lambda: chat.complete_async(**args))
         if not completion.choices or completion.choices[0].message is None:
             raise ProviderBadResponse("answer had no choices", provider=self.name)
+        message = completion.choices[0].message
+        text, parts = reply_parts(
+            message.content,
+            message.tool_calls,
+            provider=self.provider_type,
+            model=completion.model,
+        )
         return ProviderReply(
-            content=content_text(completion.choices[0].message.content),
+            content=text,
             usage=usage_from(completion.usage),
             provider_message_id=completion.id,
             model=completion.model,
+            parts=parts,
         )
 
     # ------------------------------------------------------------------ stream
@@ -339,7 +379,7 @@ class MistralProvider(Provider):
     async def stream(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
         if request.backend is SessionBackend.NATIVE:
             events, conv_id = await self._open_native(request, stream=True)
-            inner = self._native_events(events, conv_id, self._model(request))
+            inner = self._native_events(events, conv_id, self._model(request), request)
         else:
             args = self._chat_args(request)
             chat = self.client().chat
@@ -364,7 +404,9 @@ class MistralProvider(Provider):
         raise mapped  # outside the handler, so the SDK exception is not chained
 
     async def _chat_events(self, events: Any) -> AsyncGenerator[str | ProviderReply, None]:
-        parts: list[str] = []
+        texts: list[str] = []
+        thoughts: list[tuple[str, str | None]] = []
+        calls = ToolCallStream()
         usage = ident = model = None
         order = StreamOrder(self.name, end="a chunk with finish_reason")
         async for event in events:
@@ -374,19 +416,42 @@ class MistralProvider(Provider):
             if chunk.usage is not None:
                 usage = chunk.usage
             for choice in chunk.choices:
-                text = content_text(choice.delta.content)
-                if choice.index == 0 and text:
-                    parts.append(text)
+                if choice.index != 0:
+                    continue
+                text, found = chunk_texts(choice.delta.content)
+                thoughts.extend(found)
+                for call in choice.delta.tool_calls or ():
+                    calls.add(
+                        call.index,
+                        id=call.id,
+                        name=call.function.name,
+                        arguments=call.function.arguments,
+                    )
+                if text:
+                    texts.append(text)
                     yield text
         order.close()
+        content, parts = finish(
+            "".join(texts),
+            _joined(thoughts),
+            calls.calls(provider=self.name),
+            provider=self.provider_type,
+            model=model,
+        )
         yield ProviderReply(
-            content="".join(parts), usage=usage_from(usage), provider_message_id=ident, model=model
+            content=content,
+            usage=usage_from(usage),
+            provider_message_id=ident,
+            model=model,
+            parts=parts,
         )
 
     async def _native_events(
-        self, events: Any, conv_id: str | None, model: str
+        self, events: Any, conv_id: str | None, model: str, request: ProviderRequest
     ) -> AsyncGenerator[str | ProviderReply, None]:
-        parts: list[str] = []
+        texts: list[str] = []
+        thoughts: list[tuple[str, str | None]] = []
+        calls = ToolCallStream()
         entry_id = None
         done = None
         order = StreamOrder(self.name, _CONVERSATION_PHASES)
@@ -399,10 +464,20 @@ class MistralProvider(Provider):
             elif kind == "message.output.delta":
                 entry_id = data.id
                 model = getattr(data, "model", None) or model
-                text = content_text(data.content)
+                text, found = chunk_texts(data.content)
+                thoughts.extend(found)
                 if text:
-                    parts.append(text)
+                    texts.append(text)
                     yield text
+            elif kind == "function.call.delta":
+                entry_id = data.id
+                model = getattr(data, "model", None) or model
+                calls.add(
+                    data.output_index,
+                    id=data.tool_call_id,
+                    name=data.name,
+                    arguments=data.arguments,
+                )
             elif kind == "conversation.response.done":
                 done = data
             elif kind == "conversation.response.error":
@@ -411,16 +486,33 @@ class MistralProvider(Provider):
         order.close()
         if conv_id is None:
             raise ProviderBadResponse("stream without a conversation id", provider=self.name)
+        content, parts = finish(
+            "".join(texts),
+            _joined(thoughts),
+            calls.calls(provider=self.name),
+            provider=self.provider_type,
+            model=model,
+        )
         yield ProviderReply(
-            content="".join(parts),
+            content=content,
             usage=usage_from(getattr(done, "usage", None)),
             provider_message_id=entry_id,
-            state={STATE_KEY: conv_id},
+            state=self._native_state(request, conv_id),
             model=model,
+            parts=parts,
         )
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _joined(thoughts: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """Streamed thinking comes in pieces: one reasoning part of them all, with the last
+    signature seen."""
+    if not thoughts:
+        return []
+    signatures = [s for _, s in thoughts if s]
+    return [("".join(t for t, _ in thoughts), signatures[-1] if signatures else None)]
 
 
 def _transport_kind(exc: BaseException) -> str | None:
