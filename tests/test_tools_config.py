@@ -26,7 +26,7 @@ from langswarm_runtime.tools.spec import Tool, ToolSpec
 NONE = {"LANGSWARM_LOAD_PLUGINS": ""}
 
 TOOLS_MODULE = '''
-from langswarm_runtime.tools import tool
+from langswarm_runtime import tool
 
 CALLS = []
 
@@ -375,8 +375,7 @@ def test_loading_and_validating_mcp_entries_imports_no_mcp_sdk(tmp_path: Path) -
 PLUGIN_MODULE = '''
 from pydantic import BaseModel, ConfigDict
 
-from langswarm_runtime import hookimpl
-from langswarm_runtime.tools import tool
+from langswarm_runtime import hookimpl, tool
 
 EVENTS = []
 
