@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import os
@@ -155,6 +156,18 @@ class Runtime:
         provider, _ = self.provider_for(provider_name)
         names += [n for n in getattr(provider.config, "tools", None) or [] if n not in names]
         return self.tools_named(names)
+
+    async def open_tools(
+        self, names: Iterable[str] | None = None, *, provider: str | None = None
+    ) -> None:
+        """Build (and list) the entries that ``tools_named(names)``, or ``tools_for
+        (provider)``, needs, in a worker thread: the first listing of an MCP server waits
+        for the server, and the synchronous lookups that follow then find everything
+        built without holding up the event loop."""
+        if provider is not None:
+            await asyncio.to_thread(self.tools_for, provider)
+        if names is not None:
+            await asyncio.to_thread(self.tools_named, list(names))
 
     def tools_named(self, names: Iterable[str]) -> list[Any]:
         """Implementations for ``names``, a flat list (an ``mcp`` entry gives several).

@@ -297,3 +297,30 @@ async def test_without_the_sdk_the_entry_says_how_to_install_it(
         runtime.validate()
     assert err.value.key_path == "tools.t"
     assert "pip install 'langswarm-runtime[mcp]'" in err.value.message
+
+
+async def test_open_tools_lists_a_server_without_holding_up_the_event_loop(
+    stdio_swarm: tuple[Path, Path],
+) -> None:
+    path, pidfile = stdio_swarm
+    runtime = Runtime.from_file(path, environ=NONE)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    await runtime.open_tools(provider="local")
+    ticker.cancel()
+    assert ticks >= 10  # the loop ran while the server started (about a second)
+    assert len(started(pidfile)) == 1
+    began = time.monotonic()
+    tools = runtime.tools_for("local")  # built already: no wait
+    assert time.monotonic() - began < 0.05
+    assert "calc_add" in {t.spec.name for t in tools}
+    await runtime.open_tools(["calc_add"])
+    assert len(started(pidfile)) == 1
+    await runtime.close()
