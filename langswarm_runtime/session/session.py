@@ -50,6 +50,7 @@ from langswarm_runtime.session.tailcache import TailCache
 from langswarm_runtime.session.text import check_text, utf8_size
 from langswarm_runtime.session.turns import (
     TurnEvent,
+    answered_results,
     describe,
     owed_calls,
     parse_reply,
@@ -114,6 +115,8 @@ class Session:
             self._adopt_tool(item)
         #: Caller-run calls the committed history owes results for (None: not read yet).
         self._owed: list[ToolCall] | None = None
+        #: Call ids of the round a resumed turn answers, in call order.
+        self._round_order: list[str] = []
 
     # -- attributes users see -------------------------------------------------------
     @property
@@ -451,6 +454,7 @@ class Session:
         *,
         streamed: bool,
         response_format: object = None,
+        carried: Sequence[ToolResult] = (),
     ) -> AsyncGenerator[TurnEvent, None]:
         """Steps 4-8 as a loop: call the model; while it asks for tools, run the ones
         this process has (each step stored as pending as it happens) and call it again
@@ -458,7 +462,10 @@ class Session:
         the model asks for a tool only the caller can run (the caller then owes its
         result: ``send_tool_results`` continues the turn). ``pending``: the seqs of the
         turn's pending records so far (grown here; the caller fails them on error).
-        ``message``: the user message, or the caller's tool results resuming a turn."""
+        ``message``: the user message, or the caller's tool results resuming a turn.
+        ``carried``: results of the same round the runtime already committed (its own
+        tools, run before the pause); a native conversation has not seen them yet, so
+        they go out with the caller's (hybrid sends them with the history)."""
         schema = response_format_spec(response_format)
         steps = [message]  # the turn's messages so far: what will be committed
         state = dict(self._record.provider_state)
@@ -470,6 +477,16 @@ class Session:
         ]
         while True:
             request = await self._build_request(steps[-1], steps[:-1], state, schema)
+            if carried and len(steps) == 1 and request.backend is SessionBackend.NATIVE:
+                # The round's results together, in call order (carried ones come first
+                # only because the runtime ran before the caller; calls fix the order).
+                asking = self._round_order
+                both: list[Any] = sorted(
+                    [*carried, *message.tool_results],
+                    key=lambda r: asking.index(r.call_id) if r.call_id in asking else len(asking),
+                )
+                merged = Message(role="tool", parts=both)
+                (request.message,) = await self._portable([merged])
             if not streamed:
                 reply = await self._provider.send(request)
             else:
@@ -704,6 +721,15 @@ class Session:
         async with self._lock:
             owed = await self._owed_calls()
             ids = [c.id for c in owed]
+            carried: list[ToolResult] = []
+            if owed and self._record.backend is SessionBackend.NATIVE:
+                tail = await self._storage.load_messages(
+                    self.session_id, last=8, statuses=_COMMITTED
+                )
+                carried = answered_results(tail)
+                self._round_order = next(
+                    ([c.id for c in m.tool_calls] for m in reversed(tail) if m.tool_calls), []
+                )
             if not owed:
                 raise ToolResultsOwed("no tool calls are waiting for results", [])
             if not isinstance(results, (list, tuple)) or not all(
@@ -733,7 +759,7 @@ class Session:
             self._pending_seq = pending[0]
             try:
                 async with contextlib.aclosing(
-                    self._turn(message, pending, streamed=streamed)
+                    self._turn(message, pending, streamed=streamed, carried=carried)
                 ) as events:
                     async for event in events:
                         yield event

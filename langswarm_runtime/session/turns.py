@@ -25,6 +25,7 @@ from langswarm_runtime.session.parts import (
 
 __all__ = [
     "TurnEvent",
+    "answered_results",
     "describe",
     "owed_calls",
     "parse_reply",
@@ -172,3 +173,15 @@ def describe(message: Message) -> str:
         elif isinstance(part, ReasoningPart) and part.text:
             lines.append(f"[reasoning: {part.text}]")
     return "\n".join(lines)
+
+
+def answered_results(tail: Sequence[Message]) -> list[ToolResult]:
+    """The results already committed for the last assistant message with calls (the
+    runtime's own, in a round where the caller owes the rest)."""
+    found: list[ToolResult] = []
+    for message in reversed(tail):
+        if message.role == "tool":
+            found[:0] = message.tool_results
+            continue
+        return found if message.role == "assistant" and message.tool_calls else []
+    return []
