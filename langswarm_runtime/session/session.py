@@ -480,10 +480,10 @@ class Session:
             if carried and len(steps) == 1 and request.backend is SessionBackend.NATIVE:
                 # The round's results together, in call order (carried ones come first
                 # only because the runtime ran before the caller; calls fix the order).
-                asking = self._round_order
+                order = self._round_order
                 both: list[Any] = sorted(
                     [*carried, *message.tool_results],
-                    key=lambda r: asking.index(r.call_id) if r.call_id in asking else len(asking),
+                    key=lambda r: order.index(r.call_id) if r.call_id in order else len(order),
                 )
                 merged = Message(role="tool", parts=both)
                 (request.message,) = await self._portable([merged])
