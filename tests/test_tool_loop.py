@@ -171,7 +171,8 @@ async def test_mixed_round_runs_ours_and_returns_the_callers(tmp_path: Path) -> 
         final = await session.send_tool_results(
             [ToolResult(call_id=reply.tool_calls[0].id, content="7")]
         )
-        assert final.content == "tool lookup returned 7"
+        # The model gets the whole round's results (ours went out with the caller's).
+        assert final.content == "tool weather returned Sunny in Rome; tool lookup returned 7"
         history = await session.get_history()
     assert _shape(history) == [
         ("user", "text"), ("assistant", "tool_call", "tool_call"), ("tool", "tool_result"),
