@@ -260,7 +260,7 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
         ("- a\n- b\n", 1, None, "the top level must be a mapping"),
         ("version: 1\nstorages: {type: memory}\n", 2, "storages",
          ("unknown key 'storages' (allowed: defaults, middleware, plugins, providers, storage,"
-         " version)")),
+         " tools, version)")),
         ("version: 2\n", 1, "version", "Input should be 1"),
         ("defaults:\n  backend: sideways\n", 2, "defaults.backend", "Input should be"),
         ("defaults:\n  max_message_bytes: lots\n", 2, "defaults.max_message_bytes",
@@ -451,7 +451,7 @@ def test_json_schema_covers_every_registered_type(pm: PluginManager) -> None:
     schema = config_json_schema(pm)
     text = json.dumps(schema)
     assert set(schema["properties"]) == {
-        "version", "storage", "defaults", "providers", "middleware", "plugins"}
+        "version", "storage", "defaults", "providers", "middleware", "plugins", "tools"}
     assert schema["additionalProperties"] is False
     storage = schema["properties"]["storage"]
     assert storage["discriminator"]["propertyName"] == "type"

@@ -58,7 +58,7 @@ NOT_RUN = {
     "plugin-example": "uses the example plugin's types; tests/test_plugins.py builds that "
     "plugin and loads this block with it",
 }
-SWARM_KEYS = {"version", "storage", "defaults", "providers", "middleware", "plugins"}
+SWARM_KEYS = {"version", "storage", "defaults", "providers", "middleware", "plugins", "tools"}
 #: Third-party plugins a swarm.yaml block of the docs may use (installed by test.sh).
 DOC_PLUGINS = ("langswarm-storage-postgres", "langswarm-storage-redis",
                "langswarm-middleware-keywords")

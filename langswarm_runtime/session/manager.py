@@ -171,6 +171,8 @@ class SessionManager:
                 provider=provider_name,
             )
         specs = self.runtime.middleware_specs(provider_name)
+        # MCP servers are listed in a worker thread, not on the event loop.
+        await self.runtime.open_tools(provider=provider_name)
         configured = self.runtime.tools_for(provider_name)
         record = SessionRecord(
             session_id=new_session_id(),
@@ -209,6 +211,7 @@ class SessionManager:
                 return None
             if user_id is not None and record.user_id != user_id:
                 return None
+            await self.runtime.open_tools([t["name"] for t in record.tools])
             session = self._build(record, tools)
             await self._mark_interrupted(session)
         elif user_id is not None and session.user_id != user_id:

@@ -64,10 +64,13 @@ async def _turn(session: Any, content: Any, streamed: bool, **options: Any) -> A
 
 
 def _shape(history: list[Any]) -> list[tuple[str, ...]]:
-    """(role, kinds of parts or 'text') per message."""
-    return [
-        (m.role, *(p.type for p in m.parts)) if m.parts else (m.role, "text") for m in history
-    ]
+    """(role, kinds of parts or 'text') per message; reasoning parts (which some APIs
+    always send, such as Cohere's tool plan) are left out."""
+    out = []
+    for m in history:
+        kinds = [p.type for p in m.parts if p.type != "reasoning"]
+        out.append((m.role, *kinds) if kinds else (m.role, "text"))
+    return out
 
 
 class RichTurnChecks(ProviderSuiteBase):
