@@ -291,7 +291,7 @@ async def main() -> None:
     try:
         results = {}
         for kind in args.providers.split(","):
-            results[kind] = await bench_provider(kind, url, args.turns, args.warmup)
+            results[kind] = await bench_provider(kind, f"{url}/{kind}", args.turns, args.warmup)
             print(f"{kind}: {results[kind]}", file=sys.stderr)
     finally:
         proc.kill()

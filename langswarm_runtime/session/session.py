@@ -115,6 +115,9 @@ class Session:
             self._adopt_tool(item)
         #: Caller-run calls the committed history owes results for (None: not read yet).
         self._owed: list[ToolCall] | None = None
+        #: Committed messages as this provider receives them: seq -> (stored, sent).
+        self._wire_cache: dict[int, tuple[Message, Message]] = {}
+        self._wire_key: tuple[Any, ...] | None = None
         #: Call ids of the round a resumed turn answers, in call order.
         self._round_order: list[str] = []
 
@@ -320,19 +323,42 @@ class Session:
 
     async def _portable(self, messages: list[Message]) -> list[Message]:
         """Messages as this provider may receive them: foreign reasoning left out, call
-        ids in its form, stored media with their bytes."""
+        ids in its form, stored media with their bytes. Committed messages without media
+        are translated once per provider and model and then served from a cache (a
+        tool-heavy context would otherwise be walked again on every call of a loop)."""
         if not any(m.parts for m in messages):
             return messages
         from langswarm_runtime.providers.portable import for_provider
 
         provider = self._provider
-        out = for_provider(
-            messages,
-            provider=provider.provider_type,
-            model=self._record.model,
-            wire_call_id=provider.wire_call_id if provider.call_id_pattern else None,
-        )
-        return await self._with_media(out)
+        key = (provider.provider_type, self._record.model, provider.call_id_pattern)
+        if self._wire_key != key:
+            self._wire_key, self._wire_cache = key, {}
+        cache = self._wire_cache
+        out: list[Message] = []
+        for message in messages:
+            if not message.parts:
+                out.append(message)
+                continue
+            seq = message.seq
+            hit = cache.get(seq) if seq is not None else None
+            if hit is not None and hit[0] is message:
+                out.append(hit[1])
+                continue
+            (done,) = await self._with_media(for_provider(
+                [message],
+                provider=provider.provider_type,
+                model=self._record.model,
+                wire_call_id=provider.wire_call_id if provider.call_id_pattern else None,
+            ))  # fmt: skip
+            # Not cached: messages holding media bytes (memory), and uncommitted steps.
+            cacheable = message.status is MessageStatus.COMMITTED and not _has_media(done)
+            if seq is not None and cacheable:
+                if len(cache) >= _WIRE_CACHE_SIZE:
+                    cache.clear()
+                cache[seq] = (message, done)
+            out.append(done)
+        return out
 
     async def _with_media(self, messages: list[Message]) -> list[Message]:
         load_blob = getattr(self._storage, "load_blob", None)
@@ -820,6 +846,13 @@ def _translate(exc: BaseException, provider: str) -> BaseException:
     return ProviderError(
         f"unexpected {type(exc).__name__} from the provider adapter", provider=provider
     )
+
+
+_WIRE_CACHE_SIZE = 4096
+
+
+def _has_media(message: Message) -> bool:
+    return any(isinstance(p, (ImagePart, FilePart)) for p in message.parts)
 
 
 def _name(mw: object) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "JSONResponse",
     "RecordedRequest",
     "SSEResponse",
+    "chained_calls",
     "content_text",
     "count_words",
     "echo_reply",
@@ -205,6 +206,7 @@ def word_deltas(text: str) -> list[str]:
 # The model's rules (tool calls, media notes, structured output, reasoning) are shared
 # with the offline ``echo`` provider.
 from langswarm_runtime.providers._model_rules import (
+    chained_calls,
     count_words,
     media_note,
     reasoning_for,

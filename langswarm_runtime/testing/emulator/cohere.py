@@ -31,6 +31,7 @@ from langswarm_runtime.testing.emulator._wire import (
     EmulatorRequest,
     JSONResponse,
     SSEResponse,
+    chained_calls,
     content_text,
     count_words,
     echo_reply,
@@ -212,8 +213,12 @@ def _answer(body: dict[str, Any], chat: list[dict[str, Any]]) -> _Answer:
         raise _bad("response_format is not supported with tools")
     last = chat[-1]
     if last["role"] == "tool":
-        return _Answer(text=tool_answer(_tool_results(chat)))
-    text, media = _user(last.get("content"))
+        results = _tool_results(chat)
+        if not chained_calls(results, offered):
+            return _Answer(text=tool_answer(results))
+        text, media = "\n".join(content for _, content in results), list[Any]()
+    else:
+        text, media = _user(last.get("content"))
     thinking = body.get("thinking")
     thought = ""
     if isinstance(thinking, dict) and thinking.get("type") == "enabled":

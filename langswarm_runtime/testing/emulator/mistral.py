@@ -37,6 +37,7 @@ from langswarm_runtime.testing.emulator._wire import (
     EmulatorRequest,
     JSONResponse,
     SSEResponse,
+    chained_calls,
     content_text,
     count_words,
     echo_reply,
@@ -297,8 +298,12 @@ def chat_completions(req: EmulatorRequest) -> JSONResponse | SSEResponse:
     _check_chat(chat)
     offered = _offered(body.get("tools"))
     schema = _schema(body.get("response_format"))
-    if chat[-1]["role"] == "tool":
-        answer = _Answer(text=tool_answer(_tool_results(chat)))
+    results = _tool_results(chat) if chat[-1]["role"] == "tool" else []
+    if results and chained_calls(results, offered):  # the results ask for more calls
+        answer = _answer("\n".join(c for _, c in results), [], offered=offered, schema=None,
+                         reasoning=_reasoning(body), earlier=len(chat) - 1)  # fmt: skip
+    elif results:
+        answer = _Answer(text=tool_answer(results))
     else:
         text, media = _user(chat[-1].get("content"))
         answer = _answer(text, media, offered=offered, schema=schema,
@@ -415,6 +420,10 @@ def _conversation_answer(
             if entry["id"] not in names:
                 raise _bad(f"function.result {entry['id']} answers no function.call")
             results.insert(0, (names[entry["id"]], entry["text"]))
+        offered = conv.get("tools") or []
+        if chained_calls(results, offered):
+            return _answer("\n".join(c for _, c in results), [], offered=offered, schema=None,
+                           reasoning=_reasoning(options), earlier=len(context) - 1)  # fmt: skip
         return _Answer(text=tool_answer(results))
     if last["kind"] != "message" or last["role"] != "user":
         raise EmulatorHTTPError(400, "the last input entry must have role 'user'")

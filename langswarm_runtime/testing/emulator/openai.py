@@ -27,6 +27,7 @@ from typing import Any
 
 from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
 from langswarm_runtime.testing.emulator._wire import (
+    chained_calls,
     content_text,
     media_note,
     reasoning_for,
@@ -243,7 +244,10 @@ def _answer(
             break
         outputs.insert(0, item)
     if outputs:
-        out.text = tool_answer((names[o["call_id"]], o["output"]) for o in outputs)
+        results = [(names[o["call_id"]], o["output"]) for o in outputs]
+        out.calls = chained_calls(results, tools)
+        if not out.calls:
+            out.text = tool_answer(results)
         return out
     if not chat or chat[-1]["type"] != "message" or chat[-1]["role"] != "user":
         raise EmulatorHTTPError(400, "the last input item must be a user message")
