@@ -486,3 +486,31 @@ class TestAnthropic(ProviderConformance):
         seeded = provider_emulator.requests[-1].json
         assert seeded["thread"] == {"type": "create"}
         assert [t["name"] for t in seeded["tools"]] == ["lookup", "weather"]
+
+
+def test_redacted_thinking_round_trips_and_takes_no_cache_marker() -> None:
+    from langswarm_runtime.providers._anthropic_parts import (
+        mark_cache,
+        parts_from_blocks,
+        to_messages,
+    )
+
+    blocks = [
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "thinking", "thinking": "t", "signature": "s"},
+        {"type": "text", "text": "answer"},
+    ]
+    text, parts = parts_from_blocks(blocks, model="claude-x")
+    assert text == "answer"
+    assert parts[0] == ReasoningPart(provider="anthropic", model="claude-x",
+                                     data={"redacted": "opaque"})  # fmt: skip
+    unsigned = ReasoningPart(text="no signature", provider="anthropic", model="claude-x")
+    message = Message(role="assistant", parts=[*parts, unsigned])
+    _, [wire] = to_messages([message])
+    assert wire["content"] == blocks  # replayed as it came; the unsigned one left out
+    marker = {"type": "ephemeral"}
+    mark_cache(wire, marker)
+    assert [b.get("cache_control") for b in wire["content"]] == [None, None, marker]
+    thinking_only = {"role": "assistant", "content": blocks[:2] + [{"type": "tool_use"}]}
+    mark_cache(thinking_only, marker)
+    assert thinking_only["content"][2]["cache_control"] == marker

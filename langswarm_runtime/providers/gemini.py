@@ -6,8 +6,15 @@
 - NATIVE: the Interactions API (``client.aio.interactions.create``) with ``store=True``:
   the first turn sends the local mirror as input steps; later turns send only the new
   message with ``previous_interaction_id`` (kept in the session's provider state). An
-  interaction the server no longer has (404) is re-seeded from the mirror once, and the
-  caller sees no error.
+  interaction the server no longer has (404) is re-seeded from the mirror (and the
+  running turn) once, and the caller sees no error. Tools, the system instruction and
+  the response format are interaction-scoped: sent with every turn.
+
+Rich turns (function calls and responses, inline and URI media, thoughts with their
+signatures, JSON-schema output) are translated by the pure functions of
+``_gemini_parts``. Thoughts are asked for with the entry's ``extra``, as each API spells
+it: ``thinking_config: {include_thoughts: true}`` (hybrid), ``generation_config:
+{thinking_summaries: auto}`` (native; merged with the generation options set here).
 
 Retries: google-genai does not retry by default, its ``generate_content`` retries ignore
 Retry-After and the Interactions client honours it uncapped. So the SDK's own retries
@@ -40,13 +47,24 @@ from langswarm_runtime.providers._common import (
     StreamOrder,
     api_key_value,
     error_for_status,
-    history_turns,
     import_sdk,
     is_transport_error,
     make_usage,
     parse_retry_after,
     scrub,
     with_retries,
+)
+from langswarm_runtime.providers._gemini_parts import (
+    CandidateStream,
+    StepStream,
+    function_declarations,
+    interaction_format,
+    interaction_tools,
+    json_config,
+    parts_from_candidate,
+    parts_from_steps,
+    to_contents,
+    to_steps,
 )
 from langswarm_runtime.providers.base import (
     Provider,
@@ -55,6 +73,7 @@ from langswarm_runtime.providers.base import (
     ProviderRequest,
 )
 from langswarm_runtime.session.models import Message, SessionBackend
+from langswarm_runtime.session.parts import Part, TextPart
 
 __all__ = ["STATE_KEY", "GeminiConfig", "GeminiProvider"]
 
@@ -63,6 +82,8 @@ STATE_KEY = "gemini_interaction_id"
 _VERSION = re.compile(r"/(v\d+[a-z0-9]*)$")
 _END = object()
 #: How Interactions stream events are ordered (see ``StreamOrder``); the rest are BODY.
+#: Interaction statuses of a finished reply (``requires_action``: it asks for tools).
+_DONE = frozenset({"completed", "requires_action", None})
 _INTERACTION_PHASES = {"interaction.created": Phase.OPEN, "interaction.completed": Phase.END}
 T = TypeVar("T")
 
@@ -189,19 +210,6 @@ class GeminiProvider(Provider):
         )
 
     # -- request shaping ---------------------------------------------------------------
-    def _split(
-        self, request: ProviderRequest, history: list[Message]
-    ) -> tuple[list[tuple[str, str]], str | None]:
-        """(user/model turns ending with the new message, system instruction)."""
-        notes = [request.system_prompt] if request.system_prompt else []
-        turns: list[tuple[str, str]] = []
-        for role, text in history_turns([*history, request.message]):
-            if role == "system":
-                notes.append(text)
-            else:
-                turns.append(("model" if role == "assistant" else "user", text))
-        return turns, "\n\n".join(notes) or None
-
     def _generation(self, request: ProviderRequest) -> dict[str, Any]:
         cfg = self.config
         options: dict[str, Any] = {}
@@ -220,43 +228,48 @@ class GeminiProvider(Provider):
         return model
 
     def _hybrid_args(self, request: ProviderRequest) -> dict[str, Any]:
-        turns, system = self._split(request, request.history)
+        notes, contents = to_contents(request.conversation())
+        if request.system_prompt:
+            notes.insert(0, request.system_prompt)
         config: dict[str, Any] = {
             **self._generation(request),
             # No client-side tool loop: one request, one answer.
             "automatic_function_calling": {"disable": True},
         }
-        if system:
-            config["system_instruction"] = system
+        if notes:
+            config["system_instruction"] = "\n\n".join(notes)
+        if request.tools:
+            config["tools"] = function_declarations(request.tools)
+        if request.response_format is not None:
+            config.update(json_config(request.response_format))
         config.update(self.config.extra)
         types = import_sdk("google.genai.types", "gemini")
         try:  # checked here so a bad ``extra`` is a config error, not a bad answer
             checked = types.GenerateContentConfig.model_validate(config)
         except ValidationError as exc:
             raise self._bad_extra(exc) from None
-        contents = [{"role": role, "parts": [{"text": text}]} for role, text in turns]
         return {"model": self._model(request), "contents": contents, "config": checked}
 
     def _native_args(
-        self, request: ProviderRequest, history: list[Message], previous: str | None
+        self, request: ProviderRequest, messages: list[Message], previous: str | None
     ) -> dict[str, Any]:
-        turns, system = self._split(request, history)
-        steps = [
-            {
-                "type": "user_input" if role == "user" else "model_output",
-                "content": [{"type": "text", "text": text}],
-            }
-            for role, text in turns
-        ]
+        notes, steps = to_steps(messages, request.turn if previous else ())
+        if request.system_prompt:
+            notes.insert(0, request.system_prompt)
         args: dict[str, Any] = {"model": self._model(request), "input": steps, "store": True}
         if previous:
             args["previous_interaction_id"] = previous
-        if system:  # interaction-scoped: sent with every turn
-            args["system_instruction"] = system
-        generation = self._generation(request)
+        if notes:  # interaction-scoped: sent with every turn, as are the tools
+            args["system_instruction"] = "\n\n".join(notes)
+        if request.tools:
+            args["tools"] = interaction_tools(request.tools)
+        if request.response_format is not None:
+            args["response_format"] = interaction_format(request.response_format)
+        extra = dict(self.config.extra)
+        generation = {**self._generation(request), **(extra.pop("generation_config", None) or {})}
         if generation:
             args["generation_config"] = generation
-        args.update(self.config.extra)
+        args.update(extra)
         return args
 
     async def _mirror(self, request: ProviderRequest) -> list[Message]:
@@ -268,26 +281,33 @@ class GeminiProvider(Provider):
         continue from is gone."""
         interactions = self.client().aio.interactions
         previous = request.state.get(STATE_KEY)
-        history = [] if previous else await self._mirror(request)
-        args = self._native_args(request, history, previous)
-        try:
-            return await self._call(lambda: interactions.create(**args, stream=stream))
-        except ProviderError as exc:
-            if not (previous and exc.status_code == 404):
-                raise
-        args = self._native_args(request, await self._mirror(request), None)
+        if previous:
+            args = self._native_args(request, [request.message], previous)
+            try:
+                return await self._call(lambda: interactions.create(**args, stream=stream))
+            except ProviderError as exc:
+                if exc.status_code != 404:
+                    raise
+        seed = [*await self._mirror(request), *request.turn, request.message]
+        args = self._native_args(request, seed, None)
         return await self._call(lambda: interactions.create(**args, stream=stream))
 
-    def _from_interaction(self, interaction: Any, text: str | None = None) -> ProviderReply:
-        if getattr(interaction, "status", "completed") not in ("completed", None):
+    def _from_interaction(
+        self, interaction: Any, content: tuple[str, list[Part]] | None = None
+    ) -> ProviderReply:
+        if interaction is None:
+            raise ProviderBadResponse("stream ended without the interaction", provider=self.name)
+        status = getattr(interaction, "status", "completed")
+        if status not in _DONE:
             raise ProviderBadResponse(
-                f"interaction ended with status {interaction.status!r}", provider=self.name
+                f"interaction ended with status {status!r}", provider=self.name
             )
+        model = getattr(interaction, "model", None)
+        if content is None:
+            content = parts_from_steps(getattr(interaction, "steps", None) or (), model=model)
         usage = interaction.usage
-        if text is None:
-            text = getattr(interaction, "output_text", None) or ""
         return ProviderReply(
-            content=text,
+            content=content[0],
             usage=make_usage(
                 getattr(usage, "total_input_tokens", 0),
                 getattr(usage, "total_output_tokens", 0),
@@ -295,7 +315,8 @@ class GeminiProvider(Provider):
             ),
             provider_message_id=interaction.id,
             state={STATE_KEY: interaction.id},
-            model=getattr(interaction, "model", None),
+            model=model,
+            parts=_rich(content[1]),
         )
 
     # -- turns -------------------------------------------------------------------------
@@ -306,14 +327,21 @@ class GeminiProvider(Provider):
         models = self.client().aio.models
         args = self._hybrid_args(request)
         response = await self._call(lambda: models.generate_content(**args))
-        return self._from_response(response, response.text)
+        candidates = response.candidates or []
+        content = getattr(candidates[0], "content", None) if candidates else None
+        raw = getattr(content, "parts", None) or []
+        model = response.model_version or args["model"]
+        return self._from_response(
+            response, parts_from_candidate(raw, model=model, response_id=response.response_id)
+        )
 
-    def _from_response(self, response: Any, text: str | None) -> ProviderReply:
+    def _from_response(self, response: Any, content: tuple[str, list[Part]]) -> ProviderReply:
         meta = response.usage_metadata
         if meta is None:
             raise ProviderBadResponse("answer without usage metadata", provider=self.name)
         return ProviderReply(
-            content=text or "",
+            content=content[0],
+            parts=_rich(content[1]),
             usage=make_usage(
                 meta.prompt_token_count,
                 meta.candidates_token_count,
@@ -348,7 +376,7 @@ class GeminiProvider(Provider):
             return chunks, await anext(chunks, _END)
 
         chunks, first = await self._call(open_stream)
-        parts: list[str] = []
+        parts = CandidateStream()
         last = None
         chunk = first
         # No opening event; the chunk that finishes candidate 0 is the end, and only a
@@ -362,29 +390,33 @@ class GeminiProvider(Provider):
             else:
                 order.see("content chunk", Phase.BODY)
             last = chunk
-            text = chunk.text
-            if text:
-                parts.append(text)
-                yield text
+            content = chunk.candidates[0].content if chunk.candidates else None
+            for raw in getattr(content, "parts", None) or ():
+                text = parts.add(raw)
+                if text:
+                    yield text
             chunk = await anext(chunks, _END)
         order.close()
-        yield self._from_response(last, "".join(parts))
+        if last is None:
+            raise ProviderBadResponse("empty stream", provider=self.name)
+        model = last.model_version or args["model"]
+        yield self._from_response(last, parts.parts(model=model, response_id=last.response_id))
 
     async def _stream_native(self, request: ProviderRequest) -> AsyncIterator[str | ProviderReply]:
         events = await self._interaction(request, stream=True)
-        parts: list[str] = []
+        steps = StepStream()
         final = None
         order = StreamOrder(self.name, _INTERACTION_PHASES)
         async for event in events:
             # The SDK passes an event it could not decode on as its raw text: kind None.
             kind = getattr(event, "event_type", None)
             order.see(kind)
-            if kind == "step.delta" and getattr(event.delta, "type", None) == "text":
-                text = getattr(event.delta, "text", None)
-                if not isinstance(text, str):
-                    raise ProviderBadResponse("text delta without text", provider=self.name)
-                parts.append(text)
-                yield text
+            if kind == "step.start":
+                steps.start(event.index, event.step)
+            elif kind == "step.delta":
+                text = steps.delta(event.index, event.delta)
+                if text:
+                    yield text
             elif kind == "interaction.completed":
                 final = event.interaction
             elif kind == "error":
@@ -392,7 +424,13 @@ class GeminiProvider(Provider):
                 message = getattr(error, "message", None) or "stream error"
                 raise ProviderUnavailable(self._scrub(str(message)), provider=self.name)
         order.close()
-        yield self._from_interaction(final, "".join(parts))
+        model = getattr(final, "model", None)
+        yield self._from_interaction(final, steps.parts(model=model))
+
+
+def _rich(parts: list[Part]) -> list[Part]:
+    """The reply's parts, or none for a reply that is only text."""
+    return parts if any(not isinstance(p, TextPart) for p in parts) else []
 
 
 def _body_message(body: Any) -> str | None:
