@@ -305,6 +305,8 @@ class GeminiProvider(Provider):
         model = getattr(interaction, "model", None)
         if content is None:
             content = parts_from_steps(getattr(interaction, "steps", None) or (), model=model)
+            if not content[1]:  # no steps in the answer: the SDK's own text of it
+                content = (getattr(interaction, "output_text", None) or "", [])
         usage = interaction.usage
         return ProviderReply(
             content=content[0],
