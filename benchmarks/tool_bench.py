@@ -39,11 +39,11 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead_bench import KEY, MODELS, start_emulator  # noqa: E402
+from overhead_bench import KEY, MODELS, start_emulator
 
-from langswarm_runtime import SessionManager  # noqa: E402
-from langswarm_runtime.session.models import SessionBackend  # noqa: E402
-from langswarm_runtime.tools import tool  # noqa: E402
+from langswarm_runtime import SessionManager
+from langswarm_runtime.session.models import SessionBackend
+from langswarm_runtime.tools import tool
 
 PROVIDERS = ("openai", "anthropic", "gemini", "cohere", "mistral")
 ROUNDS = 3
@@ -145,7 +145,7 @@ def raw_loop(kind: str, url: str) -> tuple[RawTurn, Callable[[], Awaitable[None]
                     return r.text or ""
                 contents.append({"role": "user", "parts": [
                     {"function_response": {"name": c.name, "id": c.id, "response": {
-                        "result": step_result(int((c.args or {})["n"]))}}} for c in calls
+                        "output": step_result(int((c.args or {})["n"]))}}} for c in calls
                 ]})  # fmt: skip
 
         return turn_gemini, ge.aio.aclose

@@ -137,6 +137,27 @@ class RichTurnChecks(ProviderSuiteBase):
             ("assistant", "text"),
         ]  # fmt: skip
 
+    @pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+    async def test_three_rounds_in_one_turn(
+        self, manager: Any, backend: SessionBackend, streamed: bool
+    ) -> None:
+        @tool
+        def hop(n: int) -> str:
+            """One hop; its result asks for the next."""
+            return f'call hop {{"n": {n + 1}}}' if n < 3 else "arrived"
+
+        async with manager() as mgr:
+            session = await mgr.create_session(user_id="u", backend=backend, tools=[hop])
+            reply = await _turn(session, 'call hop {"n": 1}', streamed)
+            assert reply.content == "tool hop returned arrived"
+            history = await session.get_history()
+        assert _shape(history) == [("user", "text"),
+                                   *[("assistant", "tool_call"), ("tool", "tool_result")] * 3,
+                                   ("assistant", "text")]  # fmt: skip
+        assert [c.arguments for m in history for c in m.tool_calls] == [
+            {"n": 1}, {"n": 2}, {"n": 3}
+        ]
+
     async def test_tool_error_goes_back_to_the_model(
         self, manager: Any, backend: SessionBackend
     ) -> None:

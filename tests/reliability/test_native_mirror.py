@@ -104,15 +104,19 @@ def remote_context(emu: ProviderEmulator, provider: str, state: dict[str, Any]) 
         if provider == "mistral":
             conv = held["conversations"][state["mistral_conversation_id"]]
             system = [("system", conv["instructions"])] if conv["instructions"] else []
-            return system + [(e["role"], e["content"]) for e in conv["entries"]]
+            return system + [(e["role"], e["text"]) for e in conv["entries"]
+                             if e["kind"] == "message"]  # fmt: skip
         if provider == "anthropic":
             thread = held["threads"][state["anthropic_previous_message_id"]]
             system = [("system", thread["system"])] if thread["system"] else []
-            return system + [(m["role"], m["content"]) for m in thread["messages"]]
+            return system + [(m["role"], content_text(m["content"])) for m in thread["messages"]]
         interaction = held["interactions"][state["gemini_interaction_id"]]
         system = [("system", interaction["system"])] if interaction["system"] else []
         roles = {"model": "assistant", "user": "user"}
-        return system + [(roles[role], text) for role, text in interaction["turns"]]
+        return system + [
+            (roles[role], "".join(it.get("text", "") for it in items if it["k"] == "text"))
+            for role, items in interaction["turns"]
+        ]
 
 
 def held_anywhere(emu: ProviderEmulator, provider: str, text: str) -> bool:

@@ -39,6 +39,7 @@ from typing import Any
 
 from langswarm_runtime.testing.emulator._cache import CacheResult, Segment, prompt_cache
 from langswarm_runtime.testing.emulator._wire import (
+    chained_calls,
     content_text,
     media_note,
     reasoning_for,
@@ -307,8 +308,16 @@ def _answer(
     if results:
         before = context[-2]["content"] if len(context) >= 2 else []
         names = {b["id"]: b["name"] for b in before if b["type"] == "tool_use"}
-        prompt = tool_answer((names.get(b["tool_use_id"]), _result_text(b)) for b in results)
-        blocks.append({"type": "text", "text": prompt})
+        pairs = [(names.get(b["tool_use_id"]), _result_text(b)) for b in results]
+        chained = chained_calls(pairs, [t["name"] for t in tools])
+        prompt = "\n".join(c for _, c in pairs) if chained else tool_answer(pairs)
+        if chained:  # the results ask for more calls
+            blocks += [
+                {"type": "tool_use", "id": new_id("toolu_"), "name": name, "input": arguments}
+                for name, arguments in chained
+            ]
+        else:
+            blocks.append({"type": "text", "text": prompt})
     else:
         prompt = _text_of(last)
         asked = tool_calls_asked(prompt, [t["name"] for t in tools])

@@ -34,6 +34,7 @@ from typing import Any
 
 from langswarm_runtime.testing.emulator._cache import Segment, prompt_cache
 from langswarm_runtime.testing.emulator._wire import (
+    chained_calls,
     media_note,
     reasoning_for,
     signature_of,
@@ -179,11 +180,16 @@ def _answer(
     results = [it for it in last if it["k"] == "result"]
     items: list[Item] = []
     calls: list[Item] = []
-    if results:
-        prompt = tool_answer((r.get("name") or r.get("call_name"), r["content"]) for r in results)
+    pairs = [(r.get("name") or r.get("call_name"), r["content"]) for r in results]
+    chained = chained_calls(pairs, offered) if results else []
+    if results and not chained:
+        prompt = tool_answer(pairs)
         items.append({"k": "text", "text": prompt})
     else:
-        prompt = "".join(it["text"] for it in last if it["k"] == "text")
+        if chained:  # the results ask for more calls
+            prompt = "\n".join(c for _, c in pairs)
+        else:
+            prompt = "".join(it["text"] for it in last if it["k"] == "text")
         asked = tool_calls_asked(prompt, offered)
         if asked:
             calls = [{"k": "call", "name": name, "args": args, "id": new_id("call_") if ids else None}
