@@ -115,6 +115,7 @@ class Session:
             self._adopt_tool(item)
         #: Caller-run calls the committed history owes results for (None: not read yet).
         self._owed: list[ToolCall] | None = None
+        self._specs: tuple[list[dict[str, Any]], list[ToolSpec]] | None = None
         #: Committed messages as this provider receives them: seq -> (stored, sent).
         self._wire_cache: dict[int, tuple[Message, Message]] = {}
         self._wire_key: tuple[Any, ...] | None = None
@@ -167,7 +168,10 @@ class Session:
     @property
     def tools(self) -> list[ToolSpec]:
         """The specs of the tools offered to the model (recorded with the session)."""
-        return [ToolSpec.model_validate(t) for t in self._record.tools]
+        recorded = self._record.tools
+        if self._specs is None or self._specs[0] is not recorded:
+            self._specs = (recorded, [ToolSpec.model_validate(t) for t in recorded])
+        return list(self._specs[1])
 
     async def open_tool_calls(self) -> list[ToolCall]:
         """The caller-run tool calls whose results the session waits for."""
@@ -297,7 +301,10 @@ class Session:
         turn: list[Message],
         state: dict[str, Any],
         response_format: dict[str, Any] | None,
+        history: list[Message] | None = None,
     ) -> ProviderRequest:
+        """``history``: the hybrid context already selected for this turn (later calls
+        of a tool loop reuse the first call's: the committed history is the same)."""
         record = self._record
         request = ProviderRequest(
             message=message,
@@ -315,7 +322,7 @@ class Session:
         if turn or message.parts:
             *request.turn, request.message = await self._portable([*turn, message])
         if record.backend is SessionBackend.HYBRID:
-            request.history = await self._portable_context()
+            request.history = history if history is not None else await self._portable_context()
         return request
 
     async def _portable_context(self) -> list[Message]:
@@ -494,6 +501,7 @@ class Session:
         they go out with the caller's (hybrid sends them with the history)."""
         schema = response_format_spec(response_format)
         steps = [message]  # the turn's messages so far: what will be committed
+        history: list[Message] | None = None
         state = dict(self._record.provider_state)
         usage = Usage()
         new_state: dict[str, Any] | None = None
@@ -502,7 +510,8 @@ class Session:
             mw for mw in reversed(self._chain) if getattr(mw, "filters_deltas", False)
         ]
         while True:
-            request = await self._build_request(steps[-1], steps[:-1], state, schema)
+            request = await self._build_request(steps[-1], steps[:-1], state, schema, history)
+            history = request.history if request.backend is SessionBackend.HYBRID else None
             if carried and len(steps) == 1 and request.backend is SessionBackend.NATIVE:
                 # The round's results together, in call order (carried ones come first
                 # only because the runtime ran before the caller; calls fix the order).
