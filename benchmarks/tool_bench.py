@@ -13,7 +13,8 @@ flipped every turn):
   tool given as a ``@tool`` function: every step is written durably as it happens and
   the turn is committed whole.
 - ``raw_loop``: the provider's official async SDK and a hand-written loop (offer the
-  tool, run each call, append the result, call again), history in a Python list.
+  tool, run each call, append the result, call again), history in a Python list cut to
+  the same window the runtime sends (its default ``max_messages: 200``: 25 whole turns).
 
 The emulator runs in its own process. Per provider: median per-turn wall time of both
 sides, and the runtime's added time per round ((runtime - raw) / 3). Target: at most
@@ -47,6 +48,9 @@ from langswarm_runtime.tools import tool
 
 PROVIDERS = ("openai", "anthropic", "gemini", "cohere", "mistral")
 ROUNDS = 3
+#: Both sides send the same history: the runtime's default window (max_messages 200) holds
+#: the last 25 whole turns of 8 messages; the raw loop keeps the same 200 entries.
+WINDOW = 200
 CONFIG = """\
 version: 1
 storage: {{type: sqlite, path: "{db}"}}
@@ -82,6 +86,7 @@ def raw_loop(kind: str, url: str) -> tuple[RawTurn, Callable[[], Awaitable[None]
         items: list[Any] = []
 
         async def turn_openai(text: str) -> str:
+            del items[:-WINDOW]
             items.append({"role": "user", "content": text})
             while True:
                 r = await oa.responses.create(model=model, input=items, tools=tools, store=False)
@@ -105,6 +110,7 @@ def raw_loop(kind: str, url: str) -> tuple[RawTurn, Callable[[], Awaitable[None]
         a_messages: list[Any] = []
 
         async def turn_anthropic(text: str) -> str:
+            del a_messages[:-WINDOW]
             a_messages.append({"role": "user", "content": text})
             while True:
                 m = await an.messages.create(model=model, max_tokens=1024, tools=a_tools,
@@ -130,6 +136,7 @@ def raw_loop(kind: str, url: str) -> tuple[RawTurn, Callable[[], Awaitable[None]
         contents: list[Any] = []
 
         async def turn_gemini(text: str) -> str:
+            del contents[:-WINDOW]
             contents.append({"role": "user", "parts": [{"text": text}]})
             while True:
                 r = await ge.aio.models.generate_content(
@@ -181,6 +188,7 @@ def raw_loop(kind: str, url: str) -> tuple[RawTurn, Callable[[], Awaitable[None]
                 await mi.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
 
         async def turn_chat(text: str) -> str:
+            del messages[:-WINDOW]
             messages.append({"role": "user", "content": text})
             while True:
                 answer, calls = await chat(messages)
