@@ -7,7 +7,7 @@ import contextlib
 import copy
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from langswarm_runtime.errors import (
     ConcurrencyError,
@@ -16,7 +16,6 @@ from langswarm_runtime.errors import (
     MessageTooLarge,
     ProviderAuthError,
     ProviderBadResponse,
-    ProviderError,
     ProviderRateLimited,
     SessionNotFound,
     ToolResultsOwed,
@@ -46,19 +45,20 @@ from langswarm_runtime.session.parts import (
     ToolCall,
     ToolResult,
 )
+from langswarm_runtime.session.requests import RequestBuilder
 from langswarm_runtime.session.tailcache import TailCache
 from langswarm_runtime.session.text import check_text, utf8_size
+from langswarm_runtime.session.tooling import ToolCalls
 from langswarm_runtime.session.turns import (
     TurnEvent,
-    answered_results,
     describe,
-    owed_calls,
     parse_reply,
+    reraise,
     response_format_spec,
     user_message,
 )
 from langswarm_runtime.tools.runner import run_tool_calls
-from langswarm_runtime.tools.spec import Tool, ToolSpec, as_tool
+from langswarm_runtime.tools.spec import Tool, ToolSpec
 
 if TYPE_CHECKING:
     from langswarm_runtime.session.storage.base import ISessionStorage
@@ -71,7 +71,7 @@ _SAVE_ATTEMPTS = 8
 _NOT_RECEIVED = (ProviderRateLimited, ProviderAuthError)
 
 
-class Session:
+class Session(RequestBuilder, ToolCalls):
     """One persistent conversation. Obtain it from ``SessionManager``, never directly.
 
     ``send_message`` calls on one session are serialised; the session can be used from
@@ -165,42 +165,6 @@ class Session:
     def middleware(self) -> list[object]:
         return list(self._chain)
 
-    @property
-    def tools(self) -> list[ToolSpec]:
-        """The specs of the tools offered to the model (recorded with the session)."""
-        recorded = self._record.tools
-        if self._specs is None or self._specs[0] is not recorded:
-            self._specs = (recorded, [ToolSpec.model_validate(t) for t in recorded])
-        return list(self._specs[1])
-
-    async def open_tool_calls(self) -> list[ToolCall]:
-        """The caller-run tool calls whose results the session waits for."""
-        return list(await self._owed_calls())
-
-    def _adopt_tool(self, item: object) -> bool:
-        """Take a tool (callable, ``Tool``, ``ToolSpec``, or anything with ``spec`` and
-        ``async run(arguments)``): its implementation for this process, and whether its
-        spec is new to the record (the caller saves it)."""
-        found = item if hasattr(item, "spec") and hasattr(item, "run") else as_tool(item)
-        spec: ToolSpec = found.spec if not isinstance(found, ToolSpec) else found
-        if not isinstance(found, ToolSpec):
-            self._impls[spec.name] = found  # type: ignore[assignment]
-        entry = spec.model_dump(mode="json")
-        known = {t["name"]: t for t in self._record.tools}
-        if known.get(spec.name) == entry:
-            return False
-        tools = [t for t in self._record.tools if t["name"] != spec.name]
-        tools.append(entry)
-        self._record = self._record.model_copy(update={"tools": tools})
-        return True
-
-    def _offer(self, tools: Iterable[object] | None) -> bool:
-        """Add per-call tools; True when the record changed (its tools must be saved)."""
-        changed = False
-        for item in tools or ():
-            changed = self._adopt_tool(item) or changed
-        return changed
-
     def __repr__(self) -> str:
         return (
             f"<Session {self.session_id} user={self.user_id!r} provider={self.provider!r} "
@@ -282,136 +246,6 @@ class Session:
         (stored,) = await self._storage.append_messages(self.session_id, [pending])
         assert stored.seq is not None
         return stored.seq
-
-    async def _owed_calls(self) -> list[ToolCall]:
-        if self._owed is None:
-            tail = await self._storage.load_messages(
-                self.session_id, last=8, statuses=_COMMITTED
-            )
-            while tail and all(m.role == "tool" for m in tail) and len(tail) % 8 == 0:
-                tail = await self._storage.load_messages(  # a long run of tool messages
-                    self.session_id, last=len(tail) * 2, statuses=_COMMITTED
-                )
-            self._owed = owed_calls(tail)
-        return self._owed
-
-    async def _build_request(
-        self,
-        message: Message,
-        turn: list[Message],
-        state: dict[str, Any],
-        response_format: dict[str, Any] | None,
-        history: list[Message] | None = None,
-    ) -> ProviderRequest:
-        """``history``: the hybrid context already selected for this turn (later calls
-        of a tool loop reuse the first call's: the committed history is the same)."""
-        record = self._record
-        request = ProviderRequest(
-            message=message,
-            model=record.model,
-            backend=record.backend,
-            system_prompt=record.system_prompt,
-            state=dict(state),
-            load_history=self._portable_context,
-            session_id=record.session_id,
-            max_tokens=getattr(self._provider.config, "max_tokens", None),
-            temperature=getattr(self._provider.config, "temperature", None),
-            tools=self.tools,
-            response_format=response_format,
-        )
-        if turn or message.parts:
-            *request.turn, request.message = await self._portable([*turn, message])
-        if record.backend is SessionBackend.HYBRID:
-            request.history = history if history is not None else await self._portable_context()
-        return request
-
-    async def _portable_context(self) -> list[Message]:
-        return await self._portable(await self._context_history())
-
-    async def _portable(self, messages: list[Message]) -> list[Message]:
-        """Messages as this provider may receive them: foreign reasoning left out, call
-        ids in its form, stored media with their bytes. Committed messages without media
-        are translated once per provider and model and then served from a cache (a
-        tool-heavy context would otherwise be walked again on every call of a loop)."""
-        if not any(m.parts for m in messages):
-            return messages
-        from langswarm_runtime.providers.portable import for_provider
-
-        provider = self._provider
-        key = (provider.provider_type, self._record.model, provider.call_id_pattern)
-        if self._wire_key != key:
-            self._wire_key, self._wire_cache = key, {}
-        cache = self._wire_cache
-        out: list[Message] = []
-        for message in messages:
-            if not message.parts:
-                out.append(message)
-                continue
-            seq = message.seq
-            hit = cache.get(seq) if seq is not None else None
-            if hit is not None and hit[0] is message:
-                out.append(hit[1])
-                continue
-            (done,) = await self._with_media(for_provider(
-                [message],
-                provider=provider.provider_type,
-                model=self._record.model,
-                wire_call_id=provider.wire_call_id if provider.call_id_pattern else None,
-            ))  # fmt: skip
-            # Not cached: messages holding media bytes (memory), and uncommitted steps.
-            cacheable = message.status is MessageStatus.COMMITTED and not _has_media(done)
-            if seq is not None and cacheable:
-                if len(cache) >= _WIRE_CACHE_SIZE:
-                    cache.clear()
-                cache[seq] = (message, done)
-            out.append(done)
-        return out
-
-    async def _with_media(self, messages: list[Message]) -> list[Message]:
-        load_blob = getattr(self._storage, "load_blob", None)
-        out: list[Message] = []
-        for message in messages:
-            missing = [
-                p for p in message.parts
-                if isinstance(p, (ImagePart, FilePart)) and p.data is None and p.url is None
-            ]  # fmt: skip
-            if not missing or load_blob is None:
-                out.append(message)
-                continue
-            parts = []
-            for part in message.parts:
-                if part in missing:
-                    data = await load_blob(part.sha256)
-                    if data is None:
-                        raise LangSwarmError(
-                            f"the {part.type} {part.sha256} of message {message.seq} is "
-                            "missing from the blob store"
-                        )
-                    part = part.model_copy(update={"data": data})
-                parts.append(part)
-            out.append(message.model_copy(update={"parts": parts}))
-        return out
-
-    async def _context_history(self) -> list[Message]:
-        """Committed history cut to the context policy (also used to seed a native
-        conversation from the local mirror)."""
-        from langswarm_runtime.session.context import select_context
-
-        await self._tail.refresh(self._pending_seq)
-        return await select_context(
-            self._tail,  # type: ignore[arg-type]  # storage-shaped read-through cache
-            self.session_id,
-            self._context,
-            system_prompt=self._record.system_prompt,
-            count_tokens=getattr(self._provider, "count_tokens", None),
-            summarize=self._summarize,
-            media_tokens=self._media_tokens,
-        )
-
-    def _media_tokens(self, part: ImagePart | FilePart) -> int:
-        from langswarm_runtime.providers.media_tokens import media_tokens
-
-        return media_tokens(self._provider.provider_type, part)
 
     async def _summarize(self, messages: list[Message]) -> str:
         """Ask this session's own provider for a summary of turns leaving the window."""
@@ -711,21 +545,6 @@ class Session:
             async for event in events:
                 yield event
 
-    async def send_tool_results(
-        self,
-        results: Sequence[ToolResult],
-        *,
-        streamed: bool = False,
-    ) -> Message:
-        """Answer the open caller-run tool calls (one ``ToolResult`` per call) and
-        continue the turn; returns its reply (which may ask for more calls)."""
-        final: Message | None = None
-        async for event in self._resume(results, streamed=streamed):
-            if event.type == "done":
-                final = event.message
-        assert final is not None
-        return final
-
     async def _run(
         self,
         content: object,
@@ -748,59 +567,7 @@ class Session:
                         yield event
             except BaseException as exc:  # noqa: BLE001 - always re-raised
                 await self._fail(pending, exc)
-                _reraise(exc, self.provider)
-
-    async def _resume(
-        self, results: Sequence[ToolResult], *, streamed: bool
-    ) -> AsyncGenerator[TurnEvent, None]:
-        async with self._lock:
-            owed = await self._owed_calls()
-            ids = [c.id for c in owed]
-            carried: list[ToolResult] = []
-            if owed and self._record.backend is SessionBackend.NATIVE:
-                tail = await self._storage.load_messages(
-                    self.session_id, last=8, statuses=_COMMITTED
-                )
-                carried = answered_results(tail)
-                self._round_order = next(
-                    ([c.id for c in m.tool_calls] for m in reversed(tail) if m.tool_calls), []
-                )
-            if not owed:
-                raise ToolResultsOwed("no tool calls are waiting for results", [])
-            if not isinstance(results, (list, tuple)) or not all(
-                isinstance(r, ToolResult) for r in results
-            ):
-                raise InvalidMessage("send_tool_results takes a list of ToolResult")
-            given = [r.call_id for r in results]
-            if sorted(given) != sorted(ids):
-                raise ToolResultsOwed(
-                    f"results must answer exactly the open tool calls {', '.join(ids)} "
-                    f"(got {', '.join(given) or 'none'})",
-                    ids,
-                )
-            names = {c.id: c.name for c in owed}
-            ordered = sorted(results, key=lambda r: ids.index(r.call_id))
-            parts: list[Any] = []
-            for result in ordered:
-                check_text(result.content, f"tool result {result.call_id}")
-                if result.name is None:
-                    result = result.model_copy(update={"name": names[result.call_id]})
-                parts.append(result)
-            message = Message(role="tool", parts=parts)
-            if self._chain:
-                message = await run_tool_results_chain(self._chain, self, message)
-            self._pending_seq = None
-            pending = [await self._append_pending(message)]
-            self._pending_seq = pending[0]
-            try:
-                async with contextlib.aclosing(
-                    self._turn(message, pending, streamed=streamed, carried=carried)
-                ) as events:
-                    async for event in events:
-                        yield event
-            except BaseException as exc:  # noqa: BLE001 - always re-raised
-                await self._fail(pending, exc)
-                _reraise(exc, self.provider)
+                reraise(exc, self.provider)
 
     # -- provider switch ---------------------------------------------------------------
     async def switch_provider(
@@ -834,34 +601,6 @@ async def _maybe_await(value: Any) -> Any:
     if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
         return await value
     return value
-
-
-def _reraise(exc: BaseException, provider: str) -> NoReturn:
-    """Raise ``exc`` itself when it is already typed (or a cancellation), else its
-    ProviderError translation chained to it."""
-    translated = _translate(exc, provider)
-    if translated is exc:
-        raise exc
-    raise translated from exc
-
-
-def _translate(exc: BaseException, provider: str) -> BaseException:
-    """Typed errors pass through; anything else from an adapter becomes a ProviderError
-    (without the original message, which could carry request details)."""
-    if isinstance(exc, (LangSwarmError, asyncio.CancelledError, GeneratorExit)):
-        return exc
-    if not isinstance(exc, Exception):
-        return exc
-    return ProviderError(
-        f"unexpected {type(exc).__name__} from the provider adapter", provider=provider
-    )
-
-
-_WIRE_CACHE_SIZE = 4096
-
-
-def _has_media(message: Message) -> bool:
-    return any(isinstance(p, (ImagePart, FilePart)) for p in message.parts)
 
 
 def _name(mw: object) -> str:

@@ -4,14 +4,20 @@ turn yields, structured-output schemas and their checks, and which tool calls ar
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ValidationError
 
-from langswarm_runtime.errors import InvalidMessage, ProviderBadResponse
+from langswarm_runtime.errors import (
+    InvalidMessage,
+    LangSwarmError,
+    ProviderBadResponse,
+    ProviderError,
+)
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -29,6 +35,7 @@ __all__ = [
     "describe",
     "owed_calls",
     "parse_reply",
+    "reraise",
     "response_format_spec",
     "user_message",
 ]
@@ -185,3 +192,24 @@ def answered_results(tail: Sequence[Message]) -> list[ToolResult]:
             continue
         return found if message.role == "assistant" and message.tool_calls else []
     return []
+
+
+def reraise(exc: BaseException, provider: str) -> NoReturn:
+    """Raise ``exc`` itself when it is already typed (or a cancellation), else its
+    ProviderError translation chained to it."""
+    translated = translate(exc, provider)
+    if translated is exc:
+        raise exc
+    raise translated from exc
+
+
+def translate(exc: BaseException, provider: str) -> BaseException:
+    """Typed errors pass through; anything else from an adapter becomes a ProviderError
+    (without the original message, which could carry request details)."""
+    if isinstance(exc, (LangSwarmError, asyncio.CancelledError, GeneratorExit)):
+        return exc
+    if not isinstance(exc, Exception):
+        return exc
+    return ProviderError(
+        f"unexpected {type(exc).__name__} from the provider adapter", provider=provider
+    )
