@@ -295,3 +295,29 @@ def test_attach_of_a_missing_file_is_one_line_and_stores_nothing(cfg: Path) -> N
     assert not (cfg.parent / "chat.db").exists() or sqlite3.connect(
         cfg.parent / "chat.db").execute("SELECT COUNT(*) FROM sessions").fetchone() == (0,)
 
+
+
+def test_chat_shows_tool_calls_as_they_happen(cfg: Path) -> None:
+    (cfg.parent / "mytools.py").write_text(
+        "def weather(city: str) -> str:\n"
+        "    '''Current weather for a city.'''\n"
+        "    return f'Sunny in {city}'\n",
+        encoding="utf-8",
+    )
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8")
+        + "tools:\n  weather: {type: python, function: 'mytools:weather'}\n",
+        encoding="utf-8",
+    )
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace(
+        "defaults: {provider: local, user_id: alice}",
+        "defaults: {provider: local, user_id: alice, tools: [weather]}"), encoding="utf-8")
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{cfg.parent}"}
+    result = run("--config", str(cfg), cwd=cfg.parent, env=env,
+                 stdin='call weather {"city": "Oslo"}\n/history\n')  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert '  -> weather {"city": "Oslo"}' in result.stderr  # shown while it runs
+    assert "  <- weather (ok): Sunny in Oslo" in result.stderr
+    assert "tool weather returned Sunny in Oslo" in result.stdout
+    assert '[tool call weather {"city": "Oslo"}]' in result.stdout  # /history renders it
+    assert "[tool weather returned: Sunny in Oslo]" in result.stdout
