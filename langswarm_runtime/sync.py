@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any, Self, TypeVar
 
 from langswarm_runtime.session.manager import SessionManager
 from langswarm_runtime.session.models import Message, SessionRecord
+from langswarm_runtime.session.parts import ToolCall, ToolResult
 from langswarm_runtime.session.session import Session
+from langswarm_runtime.session.turns import TurnEvent
 
 __all__ = ["SyncSession", "SyncSessionManager"]
 
@@ -55,11 +57,24 @@ class SyncSession:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
 
-    def send_message(self, text: str) -> Message:
-        return self._runner.run(self._session.send_message(text))
+    def send_message(self, content: Any, **options: Any) -> Message:
+        """``Session.send_message``: text, a part or a list; ``tools=``,
+        ``response_format=``."""
+        return self._runner.run(self._session.send_message(content, **options))
 
-    def stream_message(self, text: str) -> Iterator[str]:
-        agen = self._session.stream_message(text)
+    def stream_message(self, content: Any, **options: Any) -> Iterator[str]:
+        return self._iterate(self._session.stream_message(content, **options))
+
+    def stream_events(self, content: Any, **options: Any) -> Iterator[TurnEvent]:
+        return self._iterate(self._session.stream_events(content, **options))
+
+    def send_tool_results(self, results: Sequence[ToolResult]) -> Message:
+        return self._runner.run(self._session.send_tool_results(results))
+
+    def open_tool_calls(self) -> list[ToolCall]:
+        return self._runner.run(self._session.open_tool_calls())
+
+    def _iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
         try:
             while True:
                 try:
@@ -67,7 +82,7 @@ class SyncSession:
                 except StopAsyncIteration:
                     return
         finally:
-            self._runner.run(agen.aclose())
+            self._runner.run(agen.aclose())  # type: ignore[attr-defined]
 
     def get_history(self, include_failed: bool = False) -> list[Message]:
         return self._runner.run(self._session.get_history(include_failed=include_failed))
@@ -108,8 +123,12 @@ class SyncSessionManager:
     def create_session(self, **kwargs: Any) -> SyncSession:
         return SyncSession(self._runner.run(self._manager.create_session(**kwargs)), self._runner)
 
-    def get_session(self, session_id: str, user_id: str | None = None) -> SyncSession | None:
-        session = self._runner.run(self._manager.get_session(session_id, user_id=user_id))
+    def get_session(
+        self, session_id: str, user_id: str | None = None, *, tools: Any = None
+    ) -> SyncSession | None:
+        session = self._runner.run(
+            self._manager.get_session(session_id, user_id=user_id, tools=tools)
+        )
         return None if session is None else SyncSession(session, self._runner)
 
     def list_sessions(self, user_id: str | None = None, **kwargs: Any) -> list[SessionRecord]:

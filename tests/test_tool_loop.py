@@ -502,3 +502,22 @@ async def test_audit_log_records_tool_calls(tmp_path: Path) -> None:
     assert call["tool"] == "weather" and call["direction"] == "incoming"
     assert entries[3]["call_id"] == call["call_id"] and entries[3]["is_error"] is False
     assert "Kyiv" not in log.read_text()  # content stays out unless include_content
+
+
+def test_sync_wrapper_runs_tools_and_caller_results(tmp_path: Path) -> None:
+    from langswarm_runtime.sync import SyncSessionManager
+
+    lookup = ToolSpec(name="lookup")
+    db = str(tmp_path / "s.db")
+    with SyncSessionManager(storage=SQLiteSessionStorage(db_path=db)) as manager:
+        session = manager.create_session(user_id="u", provider="echo", tools=[weather])
+        assert session.send_message('call weather {"city": "Bern"}').content == (
+            "tool weather returned Sunny in Bern"
+        )
+        kinds = [e.type for e in session.stream_events('call weather {"city": "Oslo"}')]
+        assert kinds[:2] == ["tool_call", "tool_result"] and kinds[-1] == "done"
+        reply = session.send_message("call lookup {}", tools=[lookup])
+        [call] = session.open_tool_calls()
+        assert call.id == reply.tool_calls[0].id
+        final = session.send_tool_results([ToolResult(call_id=call.id, content="1")])
+        assert final.content == "tool lookup returned 1"
