@@ -66,3 +66,19 @@ def test_from_path_and_from_url_guess_the_media_type(tmp_path: Path) -> None:
 def test_text_of_joins_text_parts_only() -> None:
     parts = [TextPart(text="a"), ToolCall(id="1", name="t"), TextPart(text="b")]
     assert text_of(parts) == "ab"
+
+
+def test_parts_and_specs_take_their_fields_by_position() -> None:
+    from langswarm_runtime import ReasoningPart, TextPart, ToolCall, ToolResult, ToolSpec
+
+    assert ToolCall("c1", "f", {"a": 1}) == ToolCall(id="c1", name="f", arguments={"a": 1})
+    assert ToolResult("c1", "42") == ToolResult(call_id="c1", content="42")
+    assert ToolResult("c1", "no", True).is_error
+    assert ReasoningPart("t", "anthropic", "m", {"s": 1}).data == {"s": 1}
+    assert TextPart("hi").text == "hi"
+    spec = ToolSpec("lookup", "Look a key up.", {"type": "object"})
+    assert (spec.name, spec.description) == ("lookup", "Look a key up.")
+    with pytest.raises(TypeError, match="at most 3 positional"):
+        ToolCall("c1", "f", {}, "extra")
+    with pytest.raises(TypeError, match="twice"):
+        ToolResult("c1", call_id="c2", content="x")

@@ -19,7 +19,7 @@ import hashlib
 import mimetypes
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -48,6 +48,22 @@ DEFAULT_MAX_MEDIA_BYTES = 20 * 1024 * 1024
 
 class _PartBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: Fields that may also be given by position, in this order.
+    _positional: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        if args:
+            names = self._positional
+            if len(args) > len(names):
+                raise TypeError(
+                    f"{type(self).__name__} takes at most {len(names)} positional arguments "
+                    f"({', '.join(names)})"
+                )
+            for name, value in zip(names, args, strict=False):
+                if name in data:
+                    raise TypeError(f"{type(self).__name__} got {name!r} twice")
+                data[name] = value
+        super().__init__(**data)
 
 
 class TextPart(_PartBase):
@@ -55,6 +71,7 @@ class TextPart(_PartBase):
 
     type: Literal["text"] = "text"
     text: str
+    _positional = ("text",)
 
 
 class _MediaPart(_PartBase):
@@ -158,6 +175,7 @@ _DEFAULT_TYPE = {"ImagePart": "image/png", "FilePart": "application/octet-stream
 class ToolCall(_PartBase):
     """The model asks for tool ``name`` to be run with ``arguments``."""
 
+    _positional = ("id", "name", "arguments")
     type: Literal["tool_call"] = "tool_call"
     id: str
     name: str
@@ -167,6 +185,7 @@ class ToolCall(_PartBase):
 class ToolResult(_PartBase):
     """What tool call ``call_id`` returned (``is_error``: it failed; the text says why)."""
 
+    _positional = ("call_id", "content", "is_error")
     type: Literal["tool_result"] = "tool_result"
     call_id: str
     content: str
@@ -179,6 +198,7 @@ class ReasoningPart(_PartBase):
     """The model's reasoning. ``data`` is the provider's opaque payload, sent back only to
     the provider (and model family) that produced it."""
 
+    _positional = ("text", "provider", "model", "data")
     type: Literal["reasoning"] = "reasoning"
     text: str = ""
     provider: str | None = None

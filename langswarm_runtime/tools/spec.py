@@ -37,6 +37,16 @@ class ToolSpec(BaseModel):
         default_factory=lambda: {"type": "object", "properties": {}}
     )
 
+    def __init__(self, *args: Any, **data: Any) -> None:
+        """``ToolSpec(name, description, parameters)``, by position or by keyword."""
+        if len(args) > 3:
+            raise TypeError("ToolSpec takes at most 3 positional arguments")
+        for key, value in zip(("name", "description", "parameters"), args, strict=False):
+            if key in data:
+                raise TypeError(f"ToolSpec got {key!r} twice")
+            data[key] = value
+        super().__init__(**data)
+
 
 class ToolArgumentsError(ValueError):
     """The model's arguments do not match the tool's schema (reported to the model)."""
