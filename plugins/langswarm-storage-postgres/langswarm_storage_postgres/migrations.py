@@ -98,11 +98,35 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 SCHEMA_VERSION = max(version for version, _, _ in MIGRATIONS)
 
 
+_KNOWN = frozenset(version for version, _, _ in MIGRATIONS)
+
+
+async def _applied(conn: AsyncConnection[Any], s: sql.Identifier) -> frozenset[int] | None:
+    """The versions the schema records, or None when it has no migrations table yet."""
+    import psycopg
+
+    try:
+        cur = await conn.execute(
+            sql.SQL("SELECT version FROM {}.langswarm_migrations").format(s)
+        )
+        return frozenset(row[0] for row in await cur.fetchall())
+    except psycopg.errors.UndefinedTable:
+        return None
+    except psycopg.errors.InvalidSchemaName:
+        return None
+
+
 async def migrate(conn: AsyncConnection[Any], schema: str) -> list[int]:
     """Bring ``schema`` up to date; return the versions applied now (empty if none).
 
-    ``StorageError`` naming both versions if the schema is newer than this package."""
+    ``StorageError`` naming both versions if the schema is newer than this package.
+
+    A schema that records exactly this package's migrations is current: one plain read
+    says so, with no transaction and no lock (what most opens find). Anything else, a
+    fresh, older or newer schema, takes the locked path below."""
     s = sql.Identifier(schema)
+    if await _applied(conn, s) == _KNOWN:
+        return []
     applied_now: list[int] = []
     async with conn.transaction():
         await conn.execute(

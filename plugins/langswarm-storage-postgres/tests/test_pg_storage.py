@@ -350,3 +350,22 @@ async def test_blob_survives_racing_delete_of_its_last_session(
     assert got.parts == [image.without_data()]
     assert await writer.delete_session("B")
     assert await writer.load_blob(sha) is None
+
+
+async def test_opening_a_current_schema_takes_no_migration_lock(
+    storage_factory: Callable[..., Any], pg_dsn: str, pg_schema: str
+) -> None:
+    """Most opens find the schema current: one plain read, no transaction, so they never
+    wait for another process's migration lock (and a fresh store is quicker to open)."""
+    import psycopg
+
+    await storage_factory().open()  # creates and migrates the schema
+    with psycopg.connect(pg_dsn, autocommit=True) as holder:
+        holder.execute("BEGIN")
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"langswarm-migrate:{pg_schema}",)
+        )
+        fresh = storage_factory(connect_timeout=2)
+        await asyncio.wait_for(fresh.open(), timeout=3)  # would block on the lock
+        assert await fresh.load_messages("nobody") == []
+        holder.execute("ROLLBACK")
