@@ -67,6 +67,12 @@ class PostgresSessionStorage(ISessionStorage):
         self._schema = config.schema_name
         self._where = _describe(config.dsn.get_secret_value())
         self._pool: Any = None
+        #: The connection that checked the schema on open. It serves calls until the
+        #: pool has a connection of its own ready, so opening a store and reading its
+        #: first tail costs one connection set-up, not two.
+        self._first: Any = None
+        self._first_busy = False
+        self._closing: set[asyncio.Future[Any]] = set()
         self._open_lock = asyncio.Lock()
         self._closed = False
 
@@ -101,8 +107,9 @@ class PostgresSessionStorage(ISessionStorage):
                 conn = await psycopg.AsyncConnection.connect(dsn, **kwargs)
                 try:
                     await migrate(conn, self._schema)
-                finally:
+                except BaseException:
                     await conn.close()
+                    raise
             pool: Any = AsyncConnectionPool(
                 dsn,
                 kwargs=kwargs,
@@ -114,8 +121,13 @@ class PostgresSessionStorage(ISessionStorage):
                 open=False,
                 name=f"langswarm-{self._schema}",
             )
-            with self._translate("connect"):
-                await pool.open(wait=False)
+            try:
+                with self._translate("connect"):
+                    await pool.open(wait=False)
+            except BaseException:
+                await conn.close()
+                raise
+            self._first = conn
             self._pool = pool
             return pool
 
@@ -140,6 +152,24 @@ class PostgresSessionStorage(ISessionStorage):
         import psycopg
 
         pool = await self._get_pool()
+        first = self._take_first(pool)
+        if first is not None:
+            try:
+                with self._translate(what):
+                    yield first
+            except BaseException:
+                from psycopg.pq import TransactionStatus
+
+                # A lost or busy connection is never handed out again; one that is idle
+                # again (the statement failed cleanly, a transaction rolled back) stays.
+                if first.closed or first.info.transaction_status != TransactionStatus.IDLE:
+                    self._first = None
+                    with contextlib.suppress(Exception):
+                        await first.close()
+                raise
+            finally:
+                self._first_busy = False
+            return
         with self._translate(what):
             try:
                 async with pool.connection() as conn:
@@ -152,9 +182,31 @@ class PostgresSessionStorage(ISessionStorage):
                 await self._drop_pool(pool)
                 raise
 
+    def _take_first(self, pool: Any) -> Any:
+        """The open-time connection, when it is free, idle and the pool has no connection
+        of its own ready yet; once the pool has one, it is retired (closed)."""
+        from psycopg.pq import TransactionStatus
+
+        first = self._first
+        if first is None or self._first_busy:
+            return None
+        usable = not first.closed and first.info.transaction_status == TransactionStatus.IDLE
+        if usable and not pool.get_stats().get("pool_available", 0):
+            self._first_busy = True
+            return first
+        self._first = None
+        task = asyncio.ensure_future(first.close())  # the pool serves from now on
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return None
+
     async def _drop_pool(self, pool: Any) -> None:
         if self._pool is pool:
             self._pool = None
+        first, self._first = self._first, None
+        if first is not None:
+            with contextlib.suppress(Exception):
+                await first.close()
         with contextlib.suppress(Exception):  # it is broken already; closing is tidying
             await pool.close(timeout=1.0)
 
@@ -195,6 +247,13 @@ class PostgresSessionStorage(ISessionStorage):
         """Close the pool. Idempotent."""
         self._closed = True
         pool, self._pool = self._pool, None
+        first, self._first = self._first, None
+        if first is not None:
+            with contextlib.suppress(Exception):
+                await first.close()
+        for task in list(self._closing):
+            with contextlib.suppress(Exception):
+                await task
         if pool is not None:
             await pool.close()
 

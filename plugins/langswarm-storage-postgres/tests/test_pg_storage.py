@@ -369,3 +369,32 @@ async def test_opening_a_current_schema_takes_no_migration_lock(
         await asyncio.wait_for(fresh.open(), timeout=3)  # would block on the lock
         assert await fresh.load_messages("nobody") == []
         holder.execute("ROLLBACK")
+
+
+async def test_open_time_connection_serves_first_then_retires(
+    storage_factory: Callable[..., Any], pg_dsn: str
+) -> None:
+    """The connection that checked the schema serves the first calls (one connection
+    set-up for open + first read) and is closed once the pool has its own: the store
+    never holds more than ``pool_max_size`` connections for long."""
+    import psycopg
+
+    def ours() -> int:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'langswarm-runtime' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    before = ours()
+    store = storage_factory(pool_min_size=1, pool_max_size=1)
+    assert await store.load_messages("nobody", last=20) == []  # served by the first one
+    for _ in range(100):
+        await store.load_messages("nobody", last=20)
+        if store._first is None:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # the retired connection's close
+    assert ours() - before == 1
+    await store.close()
