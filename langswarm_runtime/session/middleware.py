@@ -61,11 +61,18 @@ def middleware_name(mw: object) -> str:
 
 
 async def _call(mw: object, hook: str, session: Session, message: Message) -> Message:
+    result = await _invoke(mw, hook, session, message, Message)
+    return message if result is message else _resync(message, result)
+
+
+async def _invoke(mw: object, hook: str, session: Session, value: Any, kind: type) -> Any:
+    """``mw.hook(session, value)`` (sync or async): what it returns (``value`` for None),
+    checked to be a ``kind``. A bug in it is a MiddlewareError naming the middleware."""
     fn = getattr(mw, hook, None)
     if fn is None:
-        return message
+        return value
     try:
-        result = fn(session, message)
+        result = fn(session, value)
         if inspect.isawaitable(result):
             result = await result
     except MessageRejected as exc:
@@ -80,14 +87,14 @@ async def _call(mw: object, hook: str, session: Session, message: Message) -> Me
             middleware=middleware_name(mw),
         ) from exc
     if result is None:
-        return message
-    if not isinstance(result, Message):
+        return value
+    if not isinstance(result, kind):
         raise MiddlewareError(
             f"middleware {middleware_name(mw)!r} returned {type(result).__name__} from {hook},"
-            " expected a Message",
+            f" expected a {kind.__name__}",
             middleware=middleware_name(mw),
         )
-    return _resync(message, result)
+    return result
 
 
 def _resync(before: Message, after: Message) -> Message:
@@ -116,36 +123,6 @@ def _resync(before: Message, after: Message) -> Message:
     return after.model_copy(update={"content": text})
 
 
-async def _call_part(mw: object, hook: str, session: Session, part: Any, kind: type) -> Any:
-    fn = getattr(mw, hook, None)
-    if fn is None:
-        return part
-    try:
-        result = fn(session, part)
-        if inspect.isawaitable(result):
-            result = await result
-    except MessageRejected as exc:
-        if exc.middleware is None:
-            exc.middleware = middleware_name(mw)
-        raise
-    except LangSwarmError:
-        raise
-    except Exception as exc:
-        raise MiddlewareError(
-            f"middleware {middleware_name(mw)!r} failed in {hook}: {type(exc).__name__}: {exc}",
-            middleware=middleware_name(mw),
-        ) from exc
-    if result is None:
-        return part
-    if not isinstance(result, kind):
-        raise MiddlewareError(
-            f"middleware {middleware_name(mw)!r} returned {type(result).__name__} from {hook},"
-            f" expected a {kind.__name__}",
-            middleware=middleware_name(mw),
-        )
-    return result
-
-
 async def _run_parts(
     chain: Sequence[object], session: Session, message: Message, hook: str, kind: type
 ) -> Message:
@@ -156,7 +133,7 @@ async def _run_parts(
     for part in message.parts:
         if isinstance(part, kind):
             for mw in hooked:
-                part = await _call_part(mw, hook, session, part, kind)
+                part = await _invoke(mw, hook, session, part, kind)
         parts.append(part)
     return message.model_copy(update={"parts": parts})
 
