@@ -289,10 +289,10 @@ class Phases:
 
     ``begin``: validation, outgoing middleware, durable pending record; ``context``:
     building the request, i.e. reading and cutting the stored history; ``provider``: the
-    adapter (request mapping, SDK, HTTP, reply mapping); ``finish``: incoming middleware,
-    the atomic commit of the turn and the session record update."""
+    adapter (request mapping, SDK, HTTP, reply mapping); ``finish``: the atomic commit of
+    the turn and the session record update (the incoming chain runs just before it)."""
 
-    STEPS: ClassVar[dict[str, str]] = {"begin": "_begin", "context": "_build_request", "finish": "_finish"}
+    STEPS: ClassVar[dict[str, str]] = {"begin": "_begin", "context": "_build_request", "finish": "_commit"}
 
     def __init__(self, session: Any) -> None:
         self.session = session

@@ -315,6 +315,19 @@ class Session(RequestBuilder, ToolCalls):
             ) from None
 
     async def _turn(
+        self, message: Message, pending: list[int], **options: Any
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """``_loop`` with its failure handling: any error marks every pending step of
+        the turn failed (see ``_fail``) and is raised typed."""
+        try:
+            async with contextlib.aclosing(self._loop(message, pending, **options)) as events:
+                async for event in events:
+                    yield event
+        except BaseException as exc:  # noqa: BLE001 - always re-raised
+            await self._fail(pending, exc)
+            reraise(exc, self.provider)
+
+    async def _loop(
         self,
         message: Message,
         pending: list[int],
@@ -558,16 +571,11 @@ class Session(RequestBuilder, ToolCalls):
                 saved = self._record.tools
                 await self._save(lambda record: setattr(record, "tools", saved))
             user, pending_seq = await self._begin(content)
-            pending = [pending_seq]
-            try:
-                async with contextlib.aclosing(
-                    self._turn(user, pending, streamed=streamed, response_format=response_format)
-                ) as events:
-                    async for event in events:
-                        yield event
-            except BaseException as exc:  # noqa: BLE001 - always re-raised
-                await self._fail(pending, exc)
-                reraise(exc, self.provider)
+            async with contextlib.aclosing(
+                self._turn(user, [pending_seq], streamed=streamed, response_format=response_format)
+            ) as events:
+                async for event in events:
+                    yield event
 
     # -- provider switch ---------------------------------------------------------------
     async def switch_provider(

@@ -14,7 +14,7 @@ from langswarm_runtime.session.middleware import run_tool_results_chain
 from langswarm_runtime.session.models import Message, MessageStatus, SessionBackend, SessionRecord
 from langswarm_runtime.session.parts import ToolCall, ToolResult
 from langswarm_runtime.session.text import check_text
-from langswarm_runtime.session.turns import TurnEvent, answered_results, owed_calls, reraise
+from langswarm_runtime.session.turns import TurnEvent, answered_results, owed_calls
 from langswarm_runtime.tools.spec import Tool, ToolSpec, as_tool
 
 if TYPE_CHECKING:
@@ -102,15 +102,18 @@ class ToolCalls:
 
     async def _owed_calls(self) -> list[ToolCall]:
         if self._owed is None:
-            tail = await self._storage.load_messages(
-                self.session_id, last=8, statuses=_COMMITTED
-            )
-            while tail and all(m.role == "tool" for m in tail) and len(tail) % 8 == 0:
-                tail = await self._storage.load_messages(  # a long run of tool messages
-                    self.session_id, last=len(tail) * 2, statuses=_COMMITTED
-                )
-            self._owed = owed_calls(tail)
+            self._owed = owed_calls(await self._round_tail())
         return self._owed
+
+    async def _round_tail(self) -> list[Message]:
+        """The committed tail, reaching back past any run of tool messages to the last
+        round's assistant message (what owed calls and carried results are read from)."""
+        tail = await self._storage.load_messages(self.session_id, last=8, statuses=_COMMITTED)
+        while tail and all(m.role == "tool" for m in tail) and len(tail) % 8 == 0:
+            tail = await self._storage.load_messages(  # a long run of tool messages
+                self.session_id, last=len(tail) * 2, statuses=_COMMITTED
+            )
+        return tail
 
 
     async def send_tool_results(
@@ -137,9 +140,7 @@ class ToolCalls:
             ids = [c.id for c in owed]
             carried: list[ToolResult] = []
             if owed and self._record.backend is SessionBackend.NATIVE:
-                tail = await self._storage.load_messages(
-                    self.session_id, last=8, statuses=_COMMITTED
-                )
+                tail = await self._round_tail()
                 carried = answered_results(tail)
                 self._round_order = next(
                     ([c.id for c in m.tool_calls] for m in reversed(tail) if m.tool_calls), []
@@ -171,12 +172,8 @@ class ToolCalls:
             self._pending_seq = None
             pending = [await self._append_pending(message)]
             self._pending_seq = pending[0]
-            try:
-                async with contextlib.aclosing(
-                    self._turn(message, pending, streamed=streamed, carried=carried)
-                ) as events:
-                    async for event in events:
-                        yield event
-            except BaseException as exc:  # noqa: BLE001 - always re-raised
-                await self._fail(pending, exc)
-                reraise(exc, self.provider)
+            async with contextlib.aclosing(
+                self._turn(message, pending, streamed=streamed, carried=carried)
+            ) as events:
+                async for event in events:
+                    yield event
