@@ -30,6 +30,7 @@ __all__ = [
     "count_words",
     "echo_reply",
     "error_shape",
+    "function_tool_names",
     "iter_routes",
     "media_note",
     "new_id",
@@ -216,6 +217,32 @@ from langswarm_runtime.providers._model_rules import (
     tool_answer,
     tool_calls_asked,
 )
+
+
+def function_tool_names(
+    tools: Any, bad: Callable[[str], Exception], *, require_parameters: bool = False
+) -> list[str]:
+    """The names of the tools offered in the OpenAI-style chat shape
+    (``[{type: function, function: {name, parameters}}]``, Cohere and Mistral alike);
+    a malformed list raises ``bad(reason)``, the route's own 400."""
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise bad("tools must be a list")
+    names = []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(
+                function, dict):  # fmt: skip
+            raise bad("a tool is {type: function, function: {name, parameters}}")
+        if require_parameters and (
+            not function.get("name") or not isinstance(function.get("parameters"), dict)
+        ):
+            raise bad("a tool function needs a name and parameters")
+        if not function.get("name"):
+            raise bad("a tool function needs a name")
+        names.append(str(function["name"]))
+    return names
 
 
 def iter_routes() -> Iterator[tuple[str, str, str]]:

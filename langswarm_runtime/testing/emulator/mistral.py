@@ -42,6 +42,7 @@ from langswarm_runtime.testing.emulator._wire import (
     count_words,
     echo_reply,
     error_shape,
+    function_tool_names,
     media_note,
     new_id,
     reasoning_for,
@@ -157,19 +158,7 @@ def _arguments(value: Any) -> None:
 
 
 def _offered(tools: Any) -> list[str]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise _bad("tools must be a list")
-    names = []
-    for tool in tools:
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if tool.get("type") != "function" or not isinstance(function, dict):
-            raise _bad("a tool is {type: function, function: {name, parameters}}")
-        if not function.get("name"):
-            raise _bad("a tool function needs a name")
-        names.append(str(function["name"]))
-    return names
+    return function_tool_names(tools, _bad, require_parameters=False)
 
 
 def _schema(fmt: Any) -> Any:
