@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,3 +179,29 @@ def thirdparty_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     return site
+
+
+#: One provider entry per built-in provider: name -> type (see ``five_provider_swarm``).
+PROVIDER_ENTRIES = {"gpt": "openai", "claude": "anthropic", "gemini": "gemini",
+                    "cohere": "cohere", "mistral": "mistral"}  # fmt: skip
+
+
+@pytest.fixture
+def five_provider_swarm(tmp_path: Path, provider_emulator: Any) -> Path:
+    """A swarm.yaml on a SQLite file with an entry per built-in provider
+    (``PROVIDER_ENTRIES``), each pointing at the emulator, no retries."""
+    lines = ["version: 1", f'storage: {{type: sqlite, path: "{tmp_path / "s.db"}"}}',
+             "providers:"]  # fmt: skip
+    for name, kind in PROVIDER_ENTRIES.items():
+        lines += [
+            f"  {name}:",
+            f"    type: {kind}",
+            f"    model: {kind}-model",
+            "    api_key: emulator-key-0123456789",
+            f'    base_url: "{provider_emulator.url(kind)}"',
+            "    max_retries: 0",
+            "    timeout: 10",
+        ]
+    path = tmp_path / "swarm.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

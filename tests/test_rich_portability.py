@@ -36,22 +36,8 @@ async def weather(city: str) -> str:
 
 
 @pytest.fixture
-def swarm(tmp_path: Path, provider_emulator: ProviderEmulator) -> Path:
-    lines = ["version: 1", f'storage: {{type: sqlite, path: "{tmp_path / "s.db"}"}}',
-             "providers:"]  # fmt: skip
-    for name, kind in ENTRIES.items():
-        lines += [
-            f"  {name}:",
-            f"    type: {kind}",
-            f"    model: {kind}-model",
-            "    api_key: emulator-key-0123456789",
-            f'    base_url: "{provider_emulator.url(kind)}"',
-            "    max_retries: 0",
-            "    timeout: 10",
-        ]
-    path = tmp_path / "swarm.yaml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def swarm(five_provider_swarm: Path) -> Path:
+    return five_provider_swarm
 
 
 def _pairs(kind: str, body: dict[str, Any]) -> tuple[list[str], list[str]]:
