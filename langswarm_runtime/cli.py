@@ -552,23 +552,9 @@ def _export(session: Any, history: Sequence[Any], fmt: str) -> str:
 async def _with_bytes(storage: Any, history: Sequence[Any]) -> list[Any]:
     """Messages with the bytes of their stored media inline (base64 in JSON), so a
     jsonl export holds everything the session holds."""
-    from langswarm_runtime.session.parts import FilePart, ImagePart
+    from langswarm_runtime.session.storage.blobs import with_bytes
 
-    out = []
-    for m in history:
-        if not any(isinstance(p, (ImagePart, FilePart)) and p.data is None and p.sha256
-                   for p in m.parts):  # fmt: skip
-            out.append(m)
-            continue
-        parts = []
-        for p in m.parts:
-            if isinstance(p, (ImagePart, FilePart)) and p.data is None and p.sha256:
-                data = await storage.load_blob(p.sha256)
-                if data is not None:
-                    p = p.model_copy(update={"data": data})
-            parts.append(p)
-        out.append(m.model_copy(update={"parts": parts}))
-    return out
+    return await with_bytes(history, storage.load_blob, urls_too=True, strict=False)
 
 
 async def _plugins(args: argparse.Namespace) -> int:

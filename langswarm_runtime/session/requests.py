@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from langswarm_runtime.errors import LangSwarmError
 from langswarm_runtime.providers.base import ContextConfig, Provider, ProviderRequest
 from langswarm_runtime.session.models import Message, MessageStatus, SessionBackend, SessionRecord
 from langswarm_runtime.session.parts import FilePart, ImagePart
@@ -118,29 +117,12 @@ class RequestBuilder:
         return out
 
     async def _with_media(self, messages: list[Message]) -> list[Message]:
+        from langswarm_runtime.session.storage.blobs import with_bytes
+
         load_blob = getattr(self._storage, "load_blob", None)
-        out: list[Message] = []
-        for message in messages:
-            missing = [
-                p for p in message.parts
-                if isinstance(p, (ImagePart, FilePart)) and p.data is None and p.url is None
-            ]  # fmt: skip
-            if not missing or load_blob is None:
-                out.append(message)
-                continue
-            parts = []
-            for part in message.parts:
-                if part in missing:
-                    data = await load_blob(part.sha256)
-                    if data is None:
-                        raise LangSwarmError(
-                            f"the {part.type} {part.sha256} of message {message.seq} is "
-                            "missing from the blob store"
-                        )
-                    part = part.model_copy(update={"data": data})
-                parts.append(part)
-            out.append(message.model_copy(update={"parts": parts}))
-        return out
+        if load_blob is None:
+            return messages
+        return await with_bytes(messages, load_blob, urls_too=False, strict=True)
 
     async def _context_history(self) -> list[Message]:
         """Committed history cut to the context policy (also used to seed a native
