@@ -521,3 +521,21 @@ def test_sync_wrapper_runs_tools_and_caller_results(tmp_path: Path) -> None:
         assert call.id == reply.tool_calls[0].id
         final = session.send_tool_results([ToolResult(call_id=call.id, content="1")])
         assert final.content == "tool lookup returned 1"
+
+
+async def test_unusable_tools_or_response_format_store_nothing(tmp_path: Path) -> None:
+    async with _manager(tmp_path / "s.db") as mgr:
+        with pytest.raises(InvalidMessage, match="not a tool: int"):
+            await mgr.create_session(user_id="u", provider="echo", tools=[42])
+        assert await mgr.list_sessions(user_id="u") == []
+        session = await mgr.create_session(user_id="u", provider="echo")
+        with pytest.raises(InvalidMessage, match="not a tool: int"):
+            await session.send_message("x", tools=[42])
+        with pytest.raises(InvalidMessage, match="response_format must be"):
+            await session.send_message("x", response_format=42)
+        with pytest.raises(InvalidMessage, match="empty"):  # tools offered with it too
+            await session.send_message("  ", tools=[ToolSpec(name="lookup")])
+        assert await session.get_history(include_failed=True) == []
+        assert session.tools == []
+        again = await mgr.storage.load_session(session.session_id)
+        assert again is not None and again.tools == []

@@ -223,10 +223,10 @@ class Session(RequestBuilder, ToolCalls):
                 check_text(part.name, "file.name")
         return message
 
-    async def _begin(self, content: object) -> tuple[Message, int]:
-        """Steps 1-3: validate, outgoing chain, durable pending record."""
+    async def _begin(self, user: Message) -> tuple[Message, int]:
+        """Steps 1-3 for a validated user message: outgoing chain, durable pending
+        record."""
         self._pending_seq = None
-        user = self._validate(user_message(content))
         owed = await self._owed_calls()
         if owed:
             ids = [c.id for c in owed]
@@ -334,6 +334,7 @@ class Session(RequestBuilder, ToolCalls):
         *,
         streamed: bool,
         response_format: object = None,
+        schema: dict[str, Any] | None = None,
         carried: Sequence[ToolResult] = (),
     ) -> AsyncGenerator[TurnEvent, None]:
         """Steps 4-8 as a loop: call the model; while it asks for tools, run the ones
@@ -343,10 +344,10 @@ class Session(RequestBuilder, ToolCalls):
         result: ``send_tool_results`` continues the turn). ``pending``: the seqs of the
         turn's pending records so far (grown here; the caller fails them on error).
         ``message``: the user message, or the caller's tool results resuming a turn.
+        ``schema``: ``response_format`` as ``response_format_spec`` gives it to providers.
         ``carried``: results of the same round the runtime already committed (its own
         tools, run before the pause); a native conversation has not seen them yet, so
         they go out with the caller's (hybrid sends them with the history)."""
-        schema = response_format_spec(response_format)
         steps = [message]  # the turn's messages so far: what will be committed
         history: list[Message] | None = None
         state = dict(self._record.provider_state)
@@ -567,12 +568,28 @@ class Session(RequestBuilder, ToolCalls):
         streamed: bool,
     ) -> AsyncGenerator[TurnEvent, None]:
         async with self._lock:
+            # All the input is checked before anything is stored: a message, tools or a
+            # response format that cannot be used leave the session as it was.
+            user = self._validate(user_message(content))
+            schema = response_format_spec(response_format)
+            before = self._record
             if self._offer(tools):
+                try:
+                    user, pending_seq = await self._begin(user)
+                except BaseException:
+                    self._record = before  # the tools were never offered
+                    raise
                 saved = self._record.tools
-                await self._save(lambda record: setattr(record, "tools", saved))
-            user, pending_seq = await self._begin(content)
+                try:
+                    await self._save(lambda record: setattr(record, "tools", saved))
+                except BaseException as exc:
+                    await self._fail([pending_seq], exc)
+                    raise
+            else:
+                user, pending_seq = await self._begin(user)
             async with contextlib.aclosing(
-                self._turn(user, [pending_seq], streamed=streamed, response_format=response_format)
+                self._turn(user, [pending_seq], streamed=streamed,
+                           response_format=response_format, schema=schema)
             ) as events:
                 async for event in events:
                     yield event

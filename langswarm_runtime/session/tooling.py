@@ -79,7 +79,10 @@ class ToolCalls:
         """Take a tool (callable, ``Tool``, ``ToolSpec``, or anything with ``spec`` and
         ``async run(arguments)``): its implementation for this process, and whether its
         spec is new to the record (the caller saves it)."""
-        found = item if hasattr(item, "spec") and hasattr(item, "run") else as_tool(item)
+        try:
+            found = item if hasattr(item, "spec") and hasattr(item, "run") else as_tool(item)
+        except TypeError as exc:  # not a tool at all: the caller's input, said typed
+            raise InvalidMessage(str(exc)) from None
         spec: ToolSpec = found.spec if not isinstance(found, ToolSpec) else found
         if not isinstance(found, ToolSpec):
             self._impls[spec.name] = found  # type: ignore[assignment]
