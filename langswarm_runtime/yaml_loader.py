@@ -71,6 +71,11 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
+        if "maximum nesting depth" in (exc.problem or ""):
+            # libyaml 0.2.5 stops a run of `[[[[` at its own depth limit (1000) while
+            # scanning ahead, before the composer's check sees a node: the same refusal.
+            raise ConfigError(f"YAML nested more than {MAX_DEPTH} levels deep",
+                              file=file, line=line) from None  # fmt: skip
         what = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
         raise ConfigError(f"malformed YAML: {what}", file=file, line=line) from None
     except yaml.reader.ReaderError as exc:
