@@ -60,9 +60,9 @@ def proxied(
 
 
 def commit_request(storage_kind: str, marker: str) -> bytes:
-    """Bytes that only the request making a write durable carries: PostgreSQL's
-    ``COMMIT`` statement, or on Redis the script call carrying ``marker``."""
-    return b"COMMIT" if storage_kind == "postgres" else marker.encode()
+    """Bytes that only the request making a write durable carries: the one statement
+    (PostgreSQL) or script call (Redis) that writes the turn, carrying ``marker``."""
+    return marker.encode()
 
 
 def key(m: Message) -> tuple[Any, ...]:

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 
-__all__ = ["ISessionStorage", "pending_seqs"]
+__all__ = ["ISessionStorage", "pending_seqs", "with_seqs"]
 
 
 def pending_seqs(pending_seq: int | Sequence[int] | None) -> list[int]:
@@ -20,6 +20,24 @@ def pending_seqs(pending_seq: int | Sequence[int] | None) -> list[int]:
     if isinstance(pending_seq, int):
         return [pending_seq]
     return [int(s) for s in pending_seq]
+
+
+def with_seqs(messages: Sequence[Message], first: int) -> list[Message]:
+    """Copies of ``messages`` numbered ``first``, ``first + 1``, ...: what a write
+    returns. Built without re-validating (the messages were valid already), at a fraction
+    of ``model_copy``'s cost."""
+    new, setattr_ = object.__new__, object.__setattr__
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        copy = new(Message)
+        values = dict(m.__dict__)
+        values["seq"] = first + i
+        setattr_(copy, "__dict__", values)
+        setattr_(copy, "__pydantic_fields_set__", {*m.__pydantic_fields_set__, "seq"})
+        setattr_(copy, "__pydantic_extra__", None)
+        setattr_(copy, "__pydantic_private__", None)
+        out.append(copy)
+    return out
 
 
 class ISessionStorage(ABC):

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection, sql
 
 from langswarm_runtime.errors import StorageError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["KNOWN_VERSIONS", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
 #: (version, name, statements). ``{s}`` is replaced by the quoted schema name.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -91,6 +91,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX blob_refs_by_blob ON {s}.blob_refs (sha256)",
         ],
     ),
+    (
+        3,
+        "write_ids",
+        [
+            # A random id on the first row of each one-statement write, by which a write
+            # whose answer was lost is looked up (outcome.resolve_write). NULL elsewhere:
+            # no default, so adding it rewrites nothing, and no index (looking one up is
+            # rare and reads one session's rows).
+            "ALTER TABLE {s}.messages ADD COLUMN write_id bigint",
+        ],
+    ),
 ]
 
 
@@ -98,7 +109,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 SCHEMA_VERSION = max(version for version, _, _ in MIGRATIONS)
 
 
-_KNOWN = frozenset(version for version, _, _ in MIGRATIONS)
+#: The versions a schema records when it is exactly this package's.
+KNOWN_VERSIONS = frozenset(version for version, _, _ in MIGRATIONS)
 
 
 async def _applied(conn: AsyncConnection[Any], s: sql.Identifier) -> frozenset[int] | None:
@@ -125,7 +137,7 @@ async def migrate(conn: AsyncConnection[Any], schema: str) -> list[int]:
     says so, with no transaction and no lock (what most opens find). Anything else, a
     fresh, older or newer schema, takes the locked path below."""
     s = sql.Identifier(schema)
-    if await _applied(conn, s) == _KNOWN:
+    if await _applied(conn, s) == KNOWN_VERSIONS:
         return []
     applied_now: list[int] = []
     async with conn.transaction():

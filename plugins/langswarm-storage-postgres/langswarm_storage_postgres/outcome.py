@@ -1,10 +1,19 @@
-"""What became of a write transaction whose answer to ``COMMIT`` was lost.
+"""What became of a write whose answer was lost.
 
-When the connection drops after ``COMMIT`` was sent, the client cannot know whether the
+When the connection drops after a write was sent, the client cannot know whether the
 server applied it; reporting a failure then is a guess (and a retry stores the turn
-twice). PostgreSQL can tell: each write transaction learns its own id
-(``pg_current_xact_id()``) in its first statement, and after the loss a fresh connection
-asks ``pg_xact_status(id)``: ``committed`` or ``aborted``, decided by the server.
+twice). The server can tell, two ways:
+
+- a write transaction of several statements learns its own id (``pg_current_xact_id()``)
+  in its first statement, and after the loss a fresh connection asks
+  ``pg_xact_status(id)``: ``committed`` or ``aborted`` (``resolve``);
+- a write of one autocommit statement (the usual append, one round trip) cannot learn
+  its id before it commits, so it carries a random ``write_id`` on its first row
+  instead, and its connection holds a session-level advisory lock on a random key of
+  its own, taken in an earlier round trip. After the loss a fresh connection waits until
+  no server process holds that lock (the old one exited, or is ended here): from then
+  on the write can no longer run, so its row either is there (applied) or never will be
+  (``resolve_write``).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from typing import Any
 
 from langswarm_runtime.errors import StorageError
 
-__all__ = ["WriteTicket", "resolve"]
+__all__ = ["WriteTicket", "lock_holder_sql", "resolve", "resolve_write"]
 
 #: Status polls (50 ms apart) before ending a backend that still holds the transaction
 #: open: the server has not noticed its client is gone, as over a half-open TCP link.
@@ -94,3 +103,75 @@ async def _status(conn: Any, ticket: WriteTicket, deadline: float) -> str | None
                 (ticket.pid, ticket.xid),
             )
         await asyncio.sleep(0.05)
+
+
+#: The server process holding a connection's identity lock (``pg_advisory_lock(key)``
+#: with a bigint key shows as classid = high 32 bits, objid = low 32 bits, objsubid 1).
+_HOLDER = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1"
+)
+
+
+def lock_holder_sql() -> str:
+    """The query naming the process that holds an identity lock (for tests)."""
+    return _HOLDER
+
+
+async def resolve_write(
+    connect: Callable[[], Awaitable[Any]],
+    *,
+    lock_key: int,
+    find: tuple[Any, tuple[Any, ...]],
+    where: str,
+    what: str,
+    budget: float,
+) -> Any:
+    """The row ``find`` (a query and its parameters) returns once the write can no
+    longer run, if it was applied; else ``StorageError`` saying it was not applied, or
+    that its outcome is unknown if the server cannot be asked within ``budget`` s."""
+    import psycopg
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    key = (lock_key >> 32, lock_key & 0xFFFFFFFF)
+    while True:
+        try:
+            conn = await connect()
+            try:
+                polls = 0
+                while True:
+                    cur = await conn.execute(_HOLDER, key)
+                    holder = await cur.fetchone()
+                    if holder is None:
+                        # No process holds the lock, so none is left that could still
+                        # run the write: what is stored now is final.
+                        cur = await conn.execute(*find)
+                        found = await cur.fetchone()
+                        if found is not None:
+                            return found
+                        raise StorageError(
+                            f"{where}: {what} failed: the connection was lost and the "
+                            "write was not applied"
+                        )
+                    if loop.time() >= deadline:
+                        break
+                    polls += 1
+                    if polls == _POLLS_BEFORE_TERMINATE:
+                        # The old process has not noticed its client is gone (a half-open
+                        # link): end it, matched on the lock only that process holds.
+                        await conn.execute(
+                            f"SELECT pg_terminate_backend(pid) FROM ({_HOLDER}) AS h", key
+                        )
+                    await asyncio.sleep(0.05)
+            finally:
+                await conn.close()
+            break
+        except psycopg.Error:
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+    raise StorageError(
+        f"{where}: {what}: outcome unknown: the connection was lost after the write was "
+        f"sent and the server could not be asked within {budget:g}s whether it was applied"
+    )

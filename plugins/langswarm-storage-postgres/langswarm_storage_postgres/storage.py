@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs
+from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs, with_seqs
 from langswarm_runtime.session.storage.blobs import blob_refs, dump_parts, load_parts, split_media
 from langswarm_runtime.session.text import check_turn
 from langswarm_storage_postgres.blobs import drop_references, keep_blobs
 from langswarm_storage_postgres.config import PostgresStorageConfig
 from langswarm_storage_postgres.dsn import describe as _describe
 from langswarm_storage_postgres.dsn import scrub as _scrub
-from langswarm_storage_postgres.outcome import WriteTicket, resolve
+from langswarm_storage_postgres.outcome import WriteTicket, resolve, resolve_write
 
 __all__ = ["PostgresSessionStorage"]
 
@@ -47,15 +49,69 @@ _TAKE_SEQS_AND_UPDATE = (
 _TAKE_SEQS = (
     "UPDATE {s}.sessions SET next_seq = next_seq + %s WHERE session_id = %s" + _RETURNING
 )
+#: The usual append or commit as ONE autocommit statement, one round trip: take the seq
+#: counter (its row lock orders concurrent writers on any host), update the record when
+#: asked (``{update}``), drop the placeholders and insert the messages, given as arrays.
+#: Returns the counter after the write (no row: no such session, nothing written).
+_ONE_STATEMENT = (
+    "WITH c AS (UPDATE {s}.sessions SET next_seq = next_seq + %(n)s{update} "
+    "WHERE session_id = %(sid)s RETURNING next_seq), "
+    "d AS (DELETE FROM {s}.messages WHERE session_id = %(sid)s AND seq = ANY(%(pending)s::bigint[]) "
+    "AND status <> 'committed' AND EXISTS (SELECT 1 FROM c)), "
+    "i AS (INSERT INTO {s}.messages "
+    f"(session_id, {_MESSAGE_COLUMNS}, write_id) "
+    "SELECT %(sid)s, c.next_seq - %(n)s + t.o - 1, t.role, t.content, t.status, "
+    "t.usage::jsonb, t.pmid, t.created_at, COALESCE(t.metadata::jsonb, '{{}}'::jsonb), "
+    "t.parts, CASE WHEN t.o = 1 THEN %(wid)s::bigint END FROM c, unnest("
+    "%(role)s::text[], %(content)s::text[], %(status)s::text[], %(usage)s::text[], "
+    "%(pmid)s::text[], %(created)s::float8[], %(metadata)s::text[], %(parts)s::text[]) "
+    "WITH ORDINALITY AS t(role, content, status, usage, pmid, created_at, metadata, "
+    "parts, o)) "
+    "SELECT next_seq FROM c"
+)
+#: commit_turn's record update inside ``_ONE_STATEMENT`` (see _TAKE_SEQS_AND_UPDATE).
+_ONE_STATEMENT_UPDATE = (
+    ", version = version + 1, updated_at = %(now)s, record = record || jsonb_build_object("
+    "'usage', jsonb_build_object("
+    "'input_tokens', COALESCE((record->'usage'->>'input_tokens')::bigint, 0) + %(inp)s, "
+    "'output_tokens', COALESCE((record->'usage'->>'output_tokens')::bigint, 0) + %(out)s, "
+    "'cached_tokens', COALESCE((record->'usage'->>'cached_tokens')::bigint, 0) + %(cac)s), "
+    "'updated_at', %(now)s::double precision, "
+    "'provider_state', COALESCE(%(state)s::jsonb, record->'provider_state'))"
+)
+#: Finds a one-statement write after its answer was lost: its first row's seq.
+_FIND_WRITE = "SELECT seq FROM {s}.messages WHERE session_id = %s AND write_id = %s"
+#: A connection not used for this long is checked (one round trip) before it is handed
+#: out; one used more recently is not: the check would double the round trips of a
+#: one-statement append. A connection that broke in that window fails its next call,
+#: which reports whether its write was applied (see _append).
+_CHECK_IDLE_AFTER_S = 1.0
 _NO_USAGE = Usage()
+
+
+def _psycopg_error() -> type[Exception]:
+    import psycopg
+
+    return psycopg.Error
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class PostgresSessionStorage(ISessionStorage):
     """Sessions in PostgreSQL, shared safely by many processes on many hosts.
 
     ``PostgresSessionStorage(dsn="postgresql://...", schema="app")`` in code, or
-    ``storage: {type: postgres, dsn: ...}`` in swarm.yaml. The pool opens and the schema
-    is migrated on first use (or on ``await storage.open()``).
+    ``storage: {type: postgres, dsn: ...}`` in swarm.yaml. The store connects and checks
+    the schema on first use (or on ``await storage.open()``).
+
+    Connections: one *primary* connection serves every call while it is free, so a store
+    used by one task at a time (a fresh store reading a tail, a worker running turns)
+    costs one connection set-up. Calls that overlap get connections from an overflow
+    pool, opened when first needed, of up to ``pool_max_size - 1`` more (with
+    ``pool_max_size: 1`` they wait for the primary, up to ``pool_timeout``). A
+    ``pool_min_size`` above 1 opens the overflow pool at once with the rest warm.
     """
 
     def __init__(self, config: PostgresStorageConfig | None = None, /, **options: Any) -> None:
@@ -66,13 +122,18 @@ class PostgresSessionStorage(ISessionStorage):
         self.config = config
         self._schema = config.schema_name
         self._where = _describe(config.dsn.get_secret_value())
+        self._migrated = False
+        #: The primary connection, when connected; _primary_lock is held while in use.
+        self._primary: Any = None
+        self._primary_lock = asyncio.Lock()
+        #: The overflow pool, once opened.
         self._pool: Any = None
-        #: The connection that checked the schema on open. It serves calls until the
-        #: pool has a connection of its own ready, so opening a store and reading its
-        #: first tail costs one connection set-up, not two.
-        self._first: Any = None
-        self._first_busy = False
-        self._closing: set[asyncio.Future[Any]] = set()
+        #: Statements with ``{s}`` bound, by template.
+        self._statements: dict[str, Any] = {}
+        #: When each connection was last handed back (monotonic), for the idle check.
+        self._last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        #: Each connection's identity lock key, once it holds it (see outcome.py).
+        self._lock_keys: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._open_lock = asyncio.Lock()
         self._closed = False
 
@@ -82,11 +143,55 @@ class PostgresSessionStorage(ISessionStorage):
     # -- connection management -------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, migrate the schema and open the pool. Called on first use anyway;
-        call it at start-up to fail fast with ``StorageError`` if the server is away."""
-        await self._get_pool()
+        """Connect and migrate the schema (and, with ``pool_min_size`` > 1, open the
+        overflow pool). Called on first use anyway; call it at start-up to fail fast with
+        ``StorageError`` if the server is away."""
+        async with self._conn("connect"):
+            pass
+        if self.config.pool_min_size > 1 and self.config.pool_max_size > 1:
+            await self._get_pool()
+
+    async def _connect_primary(self) -> Any:
+        """The primary connection, connected (and the schema migrated) if it is not;
+        called with _primary_lock held."""
+        if self._closed:
+            raise StorageError(f"{self!r} is closed")
+        conn = self._primary
+        if conn is not None and not conn.closed:
+            used = self._last_used.get(conn, 0.0)
+            if time.monotonic() - used < _CHECK_IDLE_AFTER_S:
+                return conn
+            try:  # idle long enough to have been dropped unnoticed: check it
+                await conn.execute("")
+                return conn
+            except (OSError, _psycopg_error()):
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        self._primary = None
+        import psycopg  # lazy: only sessions that use this storage pay the import
+
+        with self._translate("connect"):
+            # A direct connection: when the server is away it fails with the real reason
+            # (a pool would only time out).
+            conn = await psycopg.AsyncConnection.connect(
+                self.config.dsn.get_secret_value(), **self._connect_kwargs()
+            )
+        self._primary = conn
+        return conn
+
+    async def _ensure_migrated(self, conn: Any) -> None:
+        """Bring the schema up to date once per store (concurrent callers are safe:
+        ``migrate`` locks)."""
+        if self._migrated:
+            return
+        from langswarm_storage_postgres.migrations import migrate
+
+        with self._translate("connect"):
+            await migrate(conn, self._schema)
+        self._migrated = True
 
     async def _get_pool(self) -> Any:
+        """The overflow pool, opened on first need."""
         if self._pool is not None:
             return self._pool
         async with self._open_lock:
@@ -94,42 +199,33 @@ class PostgresSessionStorage(ISessionStorage):
                 return self._pool
             if self._closed:
                 raise StorageError(f"{self!r} is closed")
-            import psycopg  # lazy: only sessions that use this storage pay the import
             from psycopg_pool import AsyncConnectionPool
 
-            from langswarm_storage_postgres.migrations import migrate
-
-            kwargs = self._connect_kwargs()
-            dsn = self.config.dsn.get_secret_value()
-            # One direct connection first: it runs the migrations and, when the server
-            # is away, fails with the real reason (a pool would only time out).
-            with self._translate("connect"):
-                conn = await psycopg.AsyncConnection.connect(dsn, **kwargs)
-                try:
-                    await migrate(conn, self._schema)
-                except BaseException:
-                    await conn.close()
-                    raise
+            size = self.config.pool_max_size - 1
             pool: Any = AsyncConnectionPool(
-                dsn,
-                kwargs=kwargs,
-                min_size=self.config.pool_min_size,
-                max_size=self.config.pool_max_size,
+                self.config.dsn.get_secret_value(),
+                kwargs=self._connect_kwargs(),
+                min_size=min(size, max(0, self.config.pool_min_size - 1)),
+                max_size=size,
                 timeout=self.config.pool_timeout,
                 # A connection the server dropped while idle is replaced, not handed out.
-                check=AsyncConnectionPool.check_connection,
+                check=self._check_idle,
                 open=False,
                 name=f"langswarm-{self._schema}",
             )
-            try:
-                with self._translate("connect"):
-                    await pool.open(wait=False)
-            except BaseException:
-                await conn.close()
-                raise
-            self._first = conn
+            with self._translate("connect"):
+                await pool.open(wait=False)
             self._pool = pool
             return pool
+
+    async def _check_idle(self, conn: Any) -> None:
+        """The pool's check: a round trip, for connections idle long enough to have been
+        dropped by the server or a middlebox unnoticed."""
+        from psycopg_pool import AsyncConnectionPool
+
+        used = self._last_used.get(conn)
+        if used is None or time.monotonic() - used >= _CHECK_IDLE_AFTER_S:
+            await AsyncConnectionPool.check_connection(conn)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -148,65 +244,67 @@ class PostgresSessionStorage(ISessionStorage):
         return kwargs
 
     @contextlib.asynccontextmanager
-    async def _conn(self, what: str) -> AsyncIterator[Any]:
+    async def _conn(self, what: str, *, checked: bool = True) -> AsyncIterator[Any]:
+        """A connection for one call: the primary when it is free (or when there is no
+        overflow pool to go to), else one from the overflow pool. The schema has been
+        checked (and migrated) on it, unless ``checked`` is False and the primary serves:
+        the caller then checks it (``_first_read``)."""
+        lock = self._primary_lock
+        if not lock.locked() or self.config.pool_max_size == 1:
+            if lock.locked():
+                try:
+                    await asyncio.wait_for(lock.acquire(), self.config.pool_timeout)
+                except TimeoutError:
+                    raise StorageError(
+                        f"PostgreSQL at {self._where}: no connection available for {what} "
+                        f"within {self.config.pool_timeout:g}s (pool exhausted)"
+                    ) from None
+            else:
+                await lock.acquire()
+            try:
+                conn = await self._connect_primary()
+                if checked:
+                    await self._ensure_migrated(conn)
+                try:
+                    with self._translate(what):
+                        yield conn
+                except BaseException:
+                    from psycopg.pq import TransactionStatus
+
+                    # A lost or busy connection is never used again; one that is idle
+                    # again (the statement failed cleanly, a transaction rolled back)
+                    # stays.
+                    if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+                        self._primary = None
+                        with contextlib.suppress(Exception):
+                            await conn.close()
+                    raise
+                finally:
+                    self._last_used[conn] = time.monotonic()
+            finally:
+                lock.release()
+            return
         import psycopg
 
         pool = await self._get_pool()
-        first = self._take_first(pool)
-        if first is not None:
-            try:
-                with self._translate(what):
-                    yield first
-            except BaseException:
-                from psycopg.pq import TransactionStatus
-
-                # A lost or busy connection is never handed out again; one that is idle
-                # again (the statement failed cleanly, a transaction rolled back) stays.
-                if first.closed or first.info.transaction_status != TransactionStatus.IDLE:
-                    self._first = None
-                    with contextlib.suppress(Exception):
-                        await first.close()
-                raise
-            finally:
-                self._first_busy = False
-            return
         with self._translate(what):
             try:
                 async with pool.connection() as conn:
-                    yield conn
+                    try:
+                        await self._ensure_migrated(conn)
+                        yield conn
+                    finally:
+                        self._last_used[conn] = time.monotonic()
             except psycopg.OperationalError:
                 # Connection lost or none to be had (PoolTimeout is one too). A pool that
-                # failed to reconnect backs off for seconds, so drop it: the next call
-                # connects afresh, failing fast while the server is away and succeeding
-                # as soon as it is back.
+                # failed to reconnect backs off for seconds, so drop it: the next
+                # overlapping call opens a new one.
                 await self._drop_pool(pool)
                 raise
-
-    def _take_first(self, pool: Any) -> Any:
-        """The open-time connection, when it is free, idle and the pool has no connection
-        of its own ready yet; once the pool has one, it is retired (closed)."""
-        from psycopg.pq import TransactionStatus
-
-        first = self._first
-        if first is None or self._first_busy:
-            return None
-        usable = not first.closed and first.info.transaction_status == TransactionStatus.IDLE
-        if usable and not pool.get_stats().get("pool_available", 0):
-            self._first_busy = True
-            return first
-        self._first = None
-        task = asyncio.ensure_future(first.close())  # the pool serves from now on
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        return None
 
     async def _drop_pool(self, pool: Any) -> None:
         if self._pool is pool:
             self._pool = None
-        first, self._first = self._first, None
-        if first is not None:
-            with contextlib.suppress(Exception):
-                await first.close()
         with contextlib.suppress(Exception):  # it is broken already; closing is tidying
             await pool.close(timeout=1.0)
 
@@ -238,22 +336,23 @@ class PostgresSessionStorage(ISessionStorage):
             ) from None
 
     def _t(self, template: str) -> Any:
-        """A statement with ``{s}`` bound to the quoted schema."""
-        from psycopg import sql
+        """A statement with ``{s}`` bound to the quoted schema (made once per template)."""
+        statement = self._statements.get(template)
+        if statement is None:
+            from psycopg import sql
 
-        return sql.SQL(template).format(s=sql.Identifier(self._schema))
+            statement = sql.SQL(template).format(s=sql.Identifier(self._schema))
+            self._statements[template] = statement
+        return statement
 
     async def close(self) -> None:
-        """Close the pool. Idempotent."""
+        """Close the connections. Idempotent."""
         self._closed = True
         pool, self._pool = self._pool, None
-        first, self._first = self._first, None
-        if first is not None:
+        primary, self._primary = self._primary, None
+        if primary is not None:
             with contextlib.suppress(Exception):
-                await first.close()
-        for task in list(self._closing):
-            with contextlib.suppress(Exception):
-                await task
+                await primary.close()
         if pool is not None:
             await pool.close()
 
@@ -422,6 +521,11 @@ class PostgresSessionStorage(ISessionStorage):
             # Media bytes go to the blob store; the rows keep sha256 and size.
             messages, blobs = split_media(messages)
             refs = blob_refs(messages)
+        if messages and not blobs and not refs:
+            return await self._append_one_statement(
+                session_id, pending, messages, what, usage if record_update else None,
+                provider_state,
+            )  # fmt: skip
         if record_update:
             now = time.time()
             state = None if provider_state is None else Jsonb(provider_state)
@@ -449,6 +553,71 @@ class PostgresSessionStorage(ISessionStorage):
             await resolve(self._connect, ticket, where=f"PostgreSQL at {self._where}",
                           what=what, budget=self.config.pool_timeout)
         return stored
+
+    async def _append_one_statement(
+        self,
+        session_id: str,
+        pending: list[int],
+        messages: Sequence[Message],
+        what: str,
+        usage: Usage | None,
+        provider_state: dict[str, Any] | None,
+    ) -> list[Message]:
+        """A write without media as one autocommit statement (``_ONE_STATEMENT``): one
+        round trip. A lost answer is resolved by its ``write_id`` (outcome.py)."""
+        import psycopg
+
+        write_id = secrets.randbits(63)
+        params: dict[str, Any] = {
+            "n": len(messages), "sid": session_id, "pending": pending, "wid": write_id,
+            "role": [m.role for m in messages],
+            "content": [m.content for m in messages],
+            "status": [str(m.status) for m in messages],
+            "usage": [None if m.usage is None else m.usage.model_dump_json()
+                      for m in messages],
+            "pmid": [m.provider_message_id for m in messages],
+            "created": [m.created_at for m in messages],
+            "metadata": [_dumps(m.metadata) if m.metadata else None for m in messages],
+            "parts": [dump_parts(m.parts) for m in messages],
+        }  # fmt: skip
+        template = _ONE_STATEMENT.replace("{update}", "" if usage is None else _ONE_STATEMENT_UPDATE)
+        if usage is not None:
+            params.update(
+                now=time.time(), inp=usage.input_tokens, out=usage.output_tokens,
+                cac=usage.cached_tokens,
+                state=None if provider_state is None else _dumps(provider_state),
+            )  # fmt: skip
+        lock_key: int | None = None
+        try:
+            async with self._conn(what) as conn:
+                lock_key = self._lock_keys.get(conn)
+                if lock_key is None:
+                    # Once per connection, in a round trip of its own: the identity a
+                    # lost answer is resolved by. Held until the connection ends.
+                    key = secrets.randbits(63)
+                    await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                    self._lock_keys[conn] = lock_key = key
+                try:
+                    cur = await conn.execute(self._t(template), params)
+                    row = await cur.fetchone()
+                except psycopg.Error:
+                    if not conn.broken and not conn.closed:
+                        lock_key = None  # the server answered: nothing was applied
+                    raise
+        except StorageError as exc:
+            if lock_key is None:
+                raise StorageError(f"{exc} (not applied)") from None
+            # The answer was lost: ask the server what it did, never guess.
+            found = await resolve_write(
+                self._connect, lock_key=lock_key,
+                find=(self._t(_FIND_WRITE), (session_id, write_id)),
+                where=f"PostgreSQL at {self._where}", what=what,
+                budget=self.config.pool_timeout,
+            )  # fmt: skip
+            return with_seqs(messages, int(found[0]))
+        if row is None:
+            raise SessionNotFound(f"session {session_id!r} not found")
+        return with_seqs(messages, int(row[0]) - len(messages))
 
     async def _connect(self) -> Any:
         """A fresh connection outside the pool (for resolving a lost COMMIT)."""
@@ -531,12 +700,45 @@ class PostgresSessionStorage(ISessionStorage):
             params.append(last)
         else:
             query += " ORDER BY seq"
-        async with self._conn("load_messages") as conn:
-            cur = await conn.execute(self._t(query), params)
-            rows = await cur.fetchall()
+        async with self._conn("load_messages", checked=False) as conn:
+            if self._migrated:
+                cur = await conn.execute(self._t(query), params)
+                rows = await cur.fetchall()
+            else:
+                rows = await self._first_read(conn, query, params, last is not None)
         if last is not None:
             rows.reverse()
         return [_message_from_row(row) for row in rows]
+
+    async def _first_read(
+        self, conn: Any, query: str, params: list[Any], newest_first: bool
+    ) -> list[Any]:
+        """A fresh store's first read, with the schema check in the same statement: a
+        fresh store reading a tail costs a connection set-up and one round trip. Only
+        when the schema is not exactly this package's (a new, older or newer one) does
+        the full check run (migrating, or refusing a newer schema) before the read."""
+        import psycopg
+
+        from langswarm_storage_postgres.migrations import KNOWN_VERSIONS
+
+        order = "m.seq DESC" if newest_first else "m.seq"
+        combined = (
+            "SELECT v.versions, m.* FROM (SELECT array_agg(version) AS versions FROM "
+            f"{{s}}.langswarm_migrations) AS v LEFT JOIN LATERAL ({query}) AS m ON true "
+            f"ORDER BY {order}"
+        )
+        try:
+            cur = await conn.execute(self._t(combined), params)
+            rows = await cur.fetchall()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName,
+                psycopg.errors.UndefinedColumn):  # fmt: skip
+            rows = None  # no schema yet, or an older one
+        if rows and frozenset(rows[0][0] or ()) == KNOWN_VERSIONS:
+            self._migrated = True
+            return [row[1:] for row in rows if row[1] is not None]
+        await self._ensure_migrated(conn)  # refuses a newer schema, before any answer
+        cur = await conn.execute(self._t(query), params)
+        return list(await cur.fetchall())
 
     async def update_message_status(
         self, session_id: str, seqs: Sequence[int], status: MessageStatus

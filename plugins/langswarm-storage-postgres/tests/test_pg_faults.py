@@ -3,6 +3,8 @@ stopping the shared server)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -126,4 +128,53 @@ async def test_lost_commit_with_the_server_unreachable_is_reported_unknown() -> 
         await resolve(
             lambda: psycopg.AsyncConnection.connect("host=127.0.0.1 port=9", connect_timeout=1),
             ticket, where="PostgreSQL at 127.0.0.1:9", what="commit_turn", budget=0.5,
+        )
+
+
+async def test_lost_one_statement_write_still_running_is_waited_for(
+    pg_dsn: str, pg_schema: str, storage_factory: Any
+) -> None:
+    """A one-statement write whose answer was lost may still be running on the server
+    (or not yet started: its bytes wait in the socket). Resolving it waits until no
+    process holds the connection's identity lock, ending a process that holds it too
+    long, and only then looks for the write: here the write lands 0.3 s after resolving
+    began, and is found."""
+    import psycopg
+    from langswarm_storage_postgres.outcome import resolve_write
+
+    store = storage_factory()
+    await store.create_session(SessionRecord(session_id="s", user_id="u", provider="echo"))
+    await store.close()
+    key, write_id = 0x1234_5678_9ABC, 4242
+    held = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+    await held.execute("SELECT pg_advisory_lock(%s)", (key,))
+    late = asyncio.ensure_future(held.execute(
+        f'WITH w AS (SELECT pg_sleep(0.3)) INSERT INTO "{pg_schema}".messages '
+        "(session_id, seq, role, content, status, created_at, write_id) "
+        "SELECT 's', 7, 'user', 'late', 'committed', 0, %s FROM w", (write_id,)))  # fmt: skip
+    try:
+        found = await resolve_write(
+            lambda: psycopg.AsyncConnection.connect(pg_dsn, autocommit=True),
+            lock_key=key,
+            find=(f'SELECT seq FROM "{pg_schema}".messages WHERE write_id = {write_id}', ()),
+            where="PostgreSQL", what="append_messages", budget=30,
+        )
+        assert found == (7,)
+        with pytest.raises(psycopg.OperationalError):  # the lock holder was ended
+            await held.execute("SELECT 1")
+    finally:
+        with contextlib.suppress(Exception):
+            await late
+        await held.close()
+
+
+async def test_lost_one_statement_write_that_never_ran_is_not_applied(pg_dsn: str) -> None:
+    import psycopg
+    from langswarm_storage_postgres.outcome import resolve_write
+
+    with pytest.raises(StorageError, match="was not applied"):
+        await resolve_write(
+            lambda: psycopg.AsyncConnection.connect(pg_dsn, autocommit=True),
+            lock_key=0x0FED_CBA9_8765, find=("SELECT 1 WHERE false", ()),
+            where="PostgreSQL", what="append_messages", budget=30,
         )

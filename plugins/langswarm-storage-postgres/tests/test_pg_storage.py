@@ -161,7 +161,7 @@ async def test_migrations_concurrent_start_and_recorded(
             "sessions": ["session_id", "user_id", "updated_at", "version", "next_seq",
                          "record", "tools"],
             "messages": ["session_id", "seq", "role", "content", "status", "usage",
-                         "provider_message_id", "created_at", "metadata", "parts"],
+                         "provider_message_id", "created_at", "metadata", "parts", "write_id"],
             "blobs": ["sha256", "data", "size", "created_at"],
             "blob_refs": ["session_id", "sha256"],
             "langswarm_migrations": ["version", "name", "applied_at"],
@@ -203,6 +203,9 @@ async def test_schema_of_a_newer_version_is_refused_before_anything_is_written(
             await store.create_session(_rec("new"))
         with pytest.raises(StorageError, match=version_words):
             await store.append_messages("kept", [Message(role="user", content="x")])
+        reader = storage_factory()  # a fresh store whose first call is a read
+        with pytest.raises(StorageError, match=version_words):
+            await reader.load_messages("kept", last=20)
         assert await snapshot() == before
 
 
@@ -371,12 +374,14 @@ async def test_opening_a_current_schema_takes_no_migration_lock(
         holder.execute("ROLLBACK")
 
 
-async def test_open_time_connection_serves_first_then_retires(
+async def test_one_task_at_a_time_uses_one_connection_and_overlap_stays_bounded(
     storage_factory: Callable[..., Any], pg_dsn: str
 ) -> None:
-    """The connection that checked the schema serves the first calls (one connection
-    set-up for open + first read) and is closed once the pool has its own: the store
-    never holds more than ``pool_max_size`` connections for long."""
+    """The connection that checked the schema is the primary: a store used by one task
+    at a time (a fresh store reading a tail, a worker running turns) costs one
+    connection set-up. Overlapping calls open the overflow pool, and the store never
+    holds more than ``pool_max_size`` connections; with ``pool_max_size: 1`` they take
+    turns on the primary."""
     import psycopg
 
     def ours() -> int:
@@ -388,13 +393,25 @@ async def test_open_time_connection_serves_first_then_retires(
             return int(row[0]) if row else 0
 
     before = ours()
-    store = storage_factory(pool_min_size=1, pool_max_size=1)
-    assert await store.load_messages("nobody", last=20) == []  # served by the first one
-    for _ in range(100):
-        await store.load_messages("nobody", last=20)
-        if store._first is None:
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)  # the retired connection's close
+    store = storage_factory(pool_min_size=1, pool_max_size=3)
+    await store.create_session(SessionRecord(session_id="s", user_id="u", provider="p"))
+    for i in range(30):
+        await store.append_messages("s", [Message(role="user", content=f"m{i}")])
+        assert len(await store.load_messages("s", last=20)) == min(i + 1, 20)
+    await asyncio.sleep(0.1)
     assert ours() - before == 1
+    # Overlapping calls: each holds its connection for 0.2 s on the server.
+    async def slow(store: Any) -> None:
+        async with store._conn("test") as conn:
+            await conn.execute("SELECT pg_sleep(0.2)")
+
+    await asyncio.gather(*(slow(store) for _ in range(6)))
+    assert 2 <= ours() - before <= 3
     await store.close()
+    single = storage_factory(pool_min_size=1, pool_max_size=1)
+    await single.open()
+    await asyncio.gather(*(slow(single) for _ in range(3)))
+    got = await asyncio.gather(*(single.load_messages("s", last=5) for _ in range(5)))
+    assert all(len(g) == 5 for g in got)
+    assert ours() - before == 1
+    await single.close()

@@ -51,15 +51,17 @@ async def test_schema_of_0_1_0_opens_migrates_and_goes_on(
         conn.execute(dump.encode())  # the dump's own statements, as psql would run them
     assert _migrations(pg_dsn, pg_schema) == [1]  # really the old schema
 
+    # The first call is a read: the schema check folded into it finds the old schema,
+    # and the read waits for the migration.
     storage = storage_factory()
-    await storage.open()
-    assert _migrations(pg_dsn, pg_schema) == [1, 2]
+    assert await storage.load_messages("no-such-session", last=20) == []
+    assert _migrations(pg_dsn, pg_schema) == [1, 2, 3]
     await checks.check_as_written(storage)
     await storage.close()
     await checks.continue_conversation(storage_factory())  # the manager closes it
     storage = storage_factory()
     await checks.check_continued(storage)
-    assert _migrations(pg_dsn, pg_schema) == [1, 2]  # applied once
+    assert _migrations(pg_dsn, pg_schema) == [1, 2, 3]  # applied once
     with psycopg.connect(pg_dsn) as conn:  # the image's bytes once, in the blob table
         rows = conn.execute(f'SELECT size FROM "{pg_schema}".blobs').fetchall()
     assert rows == [(len(checks.PNG),)]
