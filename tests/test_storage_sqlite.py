@@ -350,3 +350,45 @@ async def test_loaded_messages_behave_like_validated_ones(store: SQLiteSessionSt
     assert b.content == "a1" and a.model_fields_set == set(Message.model_fields)
     assert a.model_copy(update={"role": "summary"}).role == "summary"
     assert b == Message(role="assistant", content="a1", seq=2, created_at=b.created_at)
+
+
+async def test_close_runs_on_the_loop_only_when_the_wal_is_small(tmp_path: Path) -> None:
+    """Closing the last connection checkpoints the WAL: with a few pages in it that is
+    quick and runs on the loop (a fresh store reading a tail pays this close); with a big
+    WAL it runs on a worker thread, so the loop never waits for the copy and fsync."""
+    import threading
+
+    from langswarm_runtime.session.storage import sqlite as sqlite_module
+
+    where: list[str] = []
+
+    def spy(store: SQLiteSessionStorage) -> None:
+        original = store._close_connections
+
+        def close_connections() -> None:
+            where.append(threading.current_thread().name)
+            original()
+
+        store._close_connections = close_connections  # type: ignore[method-assign]
+
+    db = tmp_path / "c.db"
+    setup = SQLiteSessionStorage(db)  # the schema's pages: a big first WAL
+    await setup.create_session(SessionRecord(session_id="s", user_id="u", provider="p"))
+    await setup.close()
+    store = SQLiteSessionStorage(db)
+    await store.append_messages("s", [Message(role="user", content="x")])
+    spy(store)
+    await store.close()
+    reader = SQLiteSessionStorage(db)
+    await reader.load_messages("s", last=20)
+    spy(reader)
+    await reader.close()
+    assert where == [threading.current_thread().name] * 2
+    big = SQLiteSessionStorage(db)
+    filler = "y" * 4000
+    while os.stat(f"{db}-wal").st_size <= sqlite_module._INLINE_CLOSE_WAL_BYTES:
+        await big.append_messages("s", [Message(role="user", content=filler)])
+    spy(big)
+    await big.close()
+    assert where[-1] != threading.current_thread().name
+    assert len(await SQLiteSessionStorage(db).load_messages("s")) > 2

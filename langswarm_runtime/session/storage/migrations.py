@@ -121,13 +121,28 @@ class NewerSchema(Exception):
     it into StorageError)."""
 
 
-def newer_schema(conn: sqlite3.Connection) -> str | None:
+def schema_state(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+    """``(user_version, names of the recorded migrations)``, in one statement when the
+    migrations table exists (what every open of a current database finds)."""
+    try:
+        version, names = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT "
+            "group_concat(name, char(10)) FROM (SELECT name FROM schema_migrations "
+            "ORDER BY rowid))"
+        ).fetchone()
+    except sqlite3.OperationalError:  # no migrations table yet: a new database
+        return conn.execute("PRAGMA user_version").fetchone()[0], applied_migrations(conn)
+    return version, names.split("\n") if names else []
+
+
+def newer_schema(
+    conn: sqlite3.Connection, state: tuple[int, list[str]] | None = None
+) -> str | None:
     """Why this database is too new for this release (naming both schema versions), or
     None. A database is too new when its ``user_version`` is above the number of known
     migrations or it records a migration whose name this release does not know. Reads
-    only: nothing is written."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    applied = applied_migrations(conn)
+    only: nothing is written. ``state``: ``schema_state(conn)``, if already read."""
+    version, applied = state if state is not None else schema_state(conn)
     known = {name for name, _ in MIGRATIONS}
     unknown = [name for name in applied if name not in known]
     if version <= len(MIGRATIONS) and not unknown:

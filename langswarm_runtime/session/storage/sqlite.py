@@ -40,6 +40,7 @@ from langswarm_runtime.session.storage.migrations import (
     NewerSchema,
     migrate,
     newer_schema,
+    schema_state,
 )
 from langswarm_runtime.session.text import check_record, check_turn, is_storable
 
@@ -55,6 +56,9 @@ _LOOP_ROW_LIMIT = 500
 #: Turns between WAL checkpoints (a turn writes about 2-4 pages; SQLite's default is
 #: 1000 pages).
 _CHECKPOINT_EVERY = 300
+#: close() closes on the loop when the WAL is at most this big (a checkpoint of it is a
+#: few pages); else on a worker thread.
+_INLINE_CLOSE_WAL_BYTES = 64 * 1024
 
 _SESSION_COLS = (
     "session_id, user_id, provider, model, backend, system_prompt, provider_state, "
@@ -390,22 +394,26 @@ class SQLiteSessionStorage(ISessionStorage):
         try:
             # Before anything that could write (even the journal mode): a database from a
             # newer release is refused untouched.
-            newer = newer_schema(conn)
+            state = schema_state(conn)
+            newer = newer_schema(conn, state)
             if newer is not None:
                 raise self._fail(newer)
             # wal_autocheckpoint = 0: a checkpoint copies and fsyncs up to 4 MB, too long
             # for the event loop; _write schedules one on the worker thread instead.
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            conn.executescript(
+            if mode not in ("wal", "memory"):
+                raise self._fail(f"could not enable WAL (journal_mode is {mode})")
+            pragmas = (
                 f"PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; "
                 "PRAGMA wal_autocheckpoint = 0;"
             )
-            if mode not in ("wal", "memory"):
-                raise self._fail(f"could not enable WAL (journal_mode is {mode})")
-            # user_version mirrors the applied migrations: a header read, no table access.
-            if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
-                migrate(conn)
-            conn.execute("PRAGMA busy_timeout = 0")  # the loop fast path never waits
+            # user_version mirrors the applied migrations (state[0]).
+            if state[0] < len(MIGRATIONS):
+                conn.executescript(pragmas)
+                migrate(conn)  # waits up to busy_timeout for another process's lock
+                conn.execute("PRAGMA busy_timeout = 0")
+            else:  # the loop fast path never waits
+                conn.executescript(pragmas + " PRAGMA busy_timeout = 0;")
             self._identity = self._file_identity()
         except sqlite3.Error as exc:
             conn.close()
@@ -821,20 +829,46 @@ class SQLiteSessionStorage(ISessionStorage):
 
     def _close_now(self) -> None:
         with self._lock, self._ckpt_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._conn.close()
-            if self._ckpt_conn is not None:
-                self._ckpt_conn.close()
+            self._close_connections()
+
+    def _close_connections(self) -> None:
+        # Called with _lock and _ckpt_lock held.
+        if self._closed:
+            return
+        self._closed = True
+        self._conn.close()
+        if self._ckpt_conn is not None:
+            self._ckpt_conn.close()
 
     async def close(self) -> None:
         """Close the connections (waits for a running call). Idempotent."""
         if self._closed:
             return
-        # On the worker: closing the last connection checkpoints the WAL (file I/O), and
-        # a call or checkpoint may still be running there.
+        if self._small_wal() and self._lock.acquire(blocking=False):
+            # Nothing running and little to checkpoint: close here, as cheap as a call
+            # (a fresh store reading a tail pays this close).
+            try:
+                if self._ckpt_lock.acquire(blocking=False):
+                    try:
+                        self._close_connections()
+                        return
+                    finally:
+                        self._ckpt_lock.release()
+            finally:
+                self._lock.release()
+        # On the worker: closing the last connection checkpoints the WAL (file I/O,
+        # which may be long), and a call or checkpoint may still be running there.
         await asyncio.get_running_loop().run_in_executor(None, self._close_now)
+
+    def _small_wal(self) -> bool:
+        """Whether the WAL is small enough (or gone) that closing the last connection,
+        which checkpoints it, is quick."""
+        if self.db_path == ":memory:":
+            return True
+        try:
+            return os.stat(self.db_path + "-wal").st_size <= _INLINE_CLOSE_WAL_BYTES
+        except OSError:
+            return True
 
     def __del__(self) -> None:
         # Best effort for storages dropped without close(): don't leak file handles.
