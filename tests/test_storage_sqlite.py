@@ -283,6 +283,22 @@ def test_fast_message_matches_validated_message() -> None:
     assert fast.content == "y"
 
 
+def test_with_seqs_matches_model_copy() -> None:
+    from langswarm_runtime.session.storage.base import with_seqs
+
+    turn = [Message(role="user", content="q", metadata={"k": 1}),
+            Message(role="assistant", content="a", usage=Usage(output_tokens=2),
+                    parts=[TextPart(text="a"), ToolCall(id="c1", name="t")])]  # fmt: skip
+    copies = with_seqs(turn, 7)
+    for i, (fast, m) in enumerate(zip(copies, turn, strict=True)):
+        slow = m.model_copy(update={"seq": 7 + i})
+        assert fast == slow and fast.model_dump() == slow.model_dump()
+        assert fast.model_fields_set == slow.model_fields_set
+        assert m.seq is None and fast is not m  # the originals are untouched
+        fast.content = "changed"
+        assert m.content != "changed"
+
+
 def _writer(path: str, worker: int, turns: int) -> None:
     async def run() -> None:
         s = SQLiteSessionStorage(path, busy_timeout=30)
@@ -363,13 +379,13 @@ async def test_close_runs_on_the_loop_only_when_the_wal_is_small(tmp_path: Path)
     where: list[str] = []
 
     def spy(store: SQLiteSessionStorage) -> None:
-        original = store._close_connections
+        original = store._close_connection
 
-        def close_connections() -> None:
+        def close_connection() -> None:
             where.append(threading.current_thread().name)
             original()
 
-        store._close_connections = close_connections  # type: ignore[method-assign]
+        store._close_connection = close_connection  # type: ignore[method-assign]
 
     db = tmp_path / "c.db"
     setup = SQLiteSessionStorage(db)  # the schema's pages: a big first WAL
@@ -392,3 +408,25 @@ async def test_close_runs_on_the_loop_only_when_the_wal_is_small(tmp_path: Path)
     await big.close()
     assert where[-1] != threading.current_thread().name
     assert len(await SQLiteSessionStorage(db).load_messages("s")) > 2
+
+
+async def test_wal_stays_bounded_under_a_steady_write_load(tmp_path: Path) -> None:
+    """Turns written back to back, with the periodic checkpoint running meanwhile: each
+    checkpoint must reach the end of the WAL, so the next write restarts it and the file
+    stops growing (a WAL that grows without end makes every commit extend the file)."""
+    from langswarm_runtime.session.storage import sqlite as sqlite_module
+
+    db = tmp_path / "busy.db"
+    store = SQLiteSessionStorage(db)
+    await store.create_session(SessionRecord(session_id="s", user_id="u", provider="p"))
+    turns = sqlite_module._CHECKPOINT_EVERY * 5
+    sizes = []
+    for i in range(turns):
+        await store.append_messages("s", _turn(i))
+        if i % 50 == 0:
+            sizes.append(os.stat(f"{db}-wal").st_size)
+    await store.close()
+    per_turn = (sizes[5] - sizes[1]) / 200  # WAL bytes per turn, before any checkpoint
+    # At most a cycle and a half of turns in the file (the worker may start late); a WAL
+    # that is never restarted holds all of them.
+    assert max(sizes) <= 2.5 * sqlite_module._CHECKPOINT_EVERY * per_turn, sizes

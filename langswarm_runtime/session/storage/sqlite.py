@@ -33,7 +33,7 @@ from langswarm_runtime.errors import (
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs
+from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs, with_seqs
 from langswarm_runtime.session.storage.blobs import blob_refs, dump_parts, load_parts, split_media
 from langswarm_runtime.session.storage.migrations import (
     MIGRATIONS,
@@ -111,6 +111,9 @@ class SQLiteStorageConfig(BaseModel):
     )
 
 
+_stat = os.stat
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
@@ -133,12 +136,6 @@ def _build_message(values: dict[str, Any]) -> Message:
     _setattr(message, "__pydantic_extra__", None)
     _setattr(message, "__pydantic_private__", None)
     return message
-
-
-def _with_seq(message: Message, seq: int) -> Message:
-    values = dict(message.__dict__)
-    values["seq"] = seq
-    return _build_message(values)
 
 
 def _rows_to_messages(rows: list[tuple[Any, ...]]) -> list[Message]:
@@ -311,13 +308,12 @@ class SQLiteSessionStorage(ISessionStorage):
         if busy_timeout < 0:
             raise ConfigError(f"busy_timeout must be >= 0, got {busy_timeout}")
         self.db_path = str(db_path)
+        self._wal_path = self.db_path + "-wal"
         self._busy_ms = int(busy_timeout * 1000)
         self._lock = threading.Lock()
         self._closed = False
         self._writes = 0  # turns written since the last checkpoint was scheduled
         self._checkpointing = False  # set on the loop, cleared by the worker when done
-        self._ckpt_lock = threading.Lock()
-        self._ckpt_conn: sqlite3.Connection | None = None
         #: (st_dev, st_ino) of the database file and of its WAL, as the connection opened
         #: them; None for ":memory:". Checked around every write (see _check_file).
         self._identity: tuple[tuple[int, int], tuple[int, int] | None] | None = None
@@ -467,14 +463,23 @@ class SQLiteSessionStorage(ISessionStorage):
         want = self._identity
         if want is None:
             return
+        # Inlined _file_identity: this runs twice per write.
+        (dev, ino), wal = want
         try:
-            got = self._file_identity()
+            st = _stat(self.db_path)
+            if st.st_ino == ino and st.st_dev == dev:
+                try:
+                    ws = _stat(self._wal_path)
+                except FileNotFoundError:
+                    ws = None
+                if wal is None:
+                    if ws is not None:  # the WAL did not exist yet at the open
+                        self._identity = ((dev, ino), (ws.st_dev, ws.st_ino))
+                    return
+                if ws is not None and ws.st_ino == wal[1] and ws.st_dev == wal[0]:
+                    return
         except OSError:
-            got = None
-        if got is not None and got[0] == want[0] and want[1] in (None, got[1]):
-            if want[1] is None:
-                self._identity = got  # the WAL did not exist yet at the open
-            return
+            pass
         self._broken = (
             f"SQLite database {self.db_path} was deleted, moved or replaced while open "
             "(the file at that path is not the one this storage opened), so this write "
@@ -734,7 +739,7 @@ class SQLiteSessionStorage(ISessionStorage):
             self._writes = 0
             self._checkpointing = True
             asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
-        return [_with_seq(m, first + i) for i, m in enumerate(messages)]
+        return with_seqs(messages, first)
 
     async def load_messages(
         self,
@@ -810,50 +815,45 @@ class SQLiteSessionStorage(ISessionStorage):
         await self._call(op, write=True)
 
     def _checkpoint(self) -> None:
-        """Copy the WAL back into the database, on the worker thread, through a second
-        connection: the main one stays free for the loop, and a PASSIVE checkpoint never
-        holds up writers. Best effort: a checkpoint skipped now is done next time."""
+        """Copy the WAL back into the database, on the worker thread, holding the
+        connection's lock: no write of this storage runs meanwhile, so the checkpoint
+        reaches the end of the WAL and the next write starts it again from the beginning.
+        (A checkpoint running beside the writes always left a few frames behind, and
+        under a steady load the WAL grew without end, each commit extending the file:
+        slower, and at FULL much slower.) Calls meanwhile wait on the worker thread, not
+        on the loop. PASSIVE: another process's reader or writer is never waited for.
+        Best effort: a checkpoint skipped now is done next time."""
         try:
-            with self._ckpt_lock:
+            with self._lock:
                 if self._closed or self._broken is not None:
                     return
-                if self._ckpt_conn is None:
-                    self._ckpt_conn = sqlite3.connect(
-                        self.db_path, isolation_level=None, check_same_thread=False
-                    )
-                self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             pass
         finally:
             self._checkpointing = False
 
     def _close_now(self) -> None:
-        with self._lock, self._ckpt_lock:
-            self._close_connections()
+        with self._lock:
+            self._close_connection()
 
-    def _close_connections(self) -> None:
-        # Called with _lock and _ckpt_lock held.
+    def _close_connection(self) -> None:
+        # Called with _lock held.
         if self._closed:
             return
         self._closed = True
         self._conn.close()
-        if self._ckpt_conn is not None:
-            self._ckpt_conn.close()
 
     async def close(self) -> None:
-        """Close the connections (waits for a running call). Idempotent."""
+        """Close the connection (waits for a running call). Idempotent."""
         if self._closed:
             return
         if self._small_wal() and self._lock.acquire(blocking=False):
             # Nothing running and little to checkpoint: close here, as cheap as a call
             # (a fresh store reading a tail pays this close).
             try:
-                if self._ckpt_lock.acquire(blocking=False):
-                    try:
-                        self._close_connections()
-                        return
-                    finally:
-                        self._ckpt_lock.release()
+                self._close_connection()
+                return
             finally:
                 self._lock.release()
         # On the worker: closing the last connection checkpoints the WAL (file I/O,
