@@ -268,3 +268,27 @@ def test_streamed_whole_calls_sharing_index_zero() -> None:
         ("aaaaaaaaa", {"city": "Rome"}),
         ("bbbbbbbbb", {"city": "Oslo"}),
     ]
+
+
+def test_stored_messages_with_parts_are_translated_once_and_never_stale() -> None:
+    """A tool loop sends the same history on every call: the wire form of a stored
+    message with parts is made once and reused, for that message object only."""
+    call = ToolCall(id="call_1", name="step", arguments={"n": 1})
+    history = [
+        Message(role="user", content="go", seq=1),
+        Message(role="assistant", content="", parts=[call], seq=2),
+        Message(role="tool", parts=[ToolResult(call_id="call_1", content="ok")], seq=3),
+    ]
+    first = to_messages(history, MISTRAL)
+    again = to_messages(history, MISTRAL)
+    assert first == again
+    assert again[1] is first[1]  # the same wire dict: translated once
+    # Another message object (a changed copy under the same seq) is translated afresh.
+    changed = history[1].model_copy(
+        update={"parts": [ToolCall(id="call_1", name="step", arguments={"n": 2})]}
+    )
+    fresh = to_messages([history[0], changed, history[2]], MISTRAL)
+    assert json.loads(fresh[1]["tool_calls"][0]["function"]["arguments"]) == {"n": 2}
+    # Unstored messages (no seq: the running turn's steps) are never kept.
+    step = Message(role="assistant", content="", parts=[call])
+    assert to_messages([step], MISTRAL)[0] is not to_messages([step], MISTRAL)[0]

@@ -191,6 +191,36 @@ MISTRAL = ChatStyle(
 # ---------------------------------------------------------------------------- messages
 
 
+#: Wire forms of stored messages with parts, by message object (see ``_memo``).
+_MEMO: dict[tuple[int, str], tuple[Message, Any]] = {}
+_MEMO_SIZE = 4096
+
+
+def _memo(message: Message, style: ChatStyle, make: Callable[[Message, ChatStyle], Any]) -> Any:
+    """``make(message, style)``, made once per stored message with parts and style.
+
+    A tool loop sends the same history on every call; its tool calls and results are
+    most of the translating. Keyed on the message object, which the entry keeps alive
+    (so its id is not reused) and which must be the one asked about: a session hands
+    the same objects for the same committed history (its tail and portable caches).
+    The wire values are shared between calls: nothing downstream changes them."""
+    if not message.parts or message.seq is None:
+        return make(message, style)
+    key = (id(message), style.name)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] is message:
+        return hit[1]
+    value = make(message, style)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.clear()
+    _MEMO[key] = (message, value)
+    return value
+
+
+def _tool_messages(message: Message, style: ChatStyle) -> list[tuple[str, Wire]]:
+    return [(r.call_id, _tool_message(r, style)) for r in message.tool_results]
+
+
 def to_messages(messages: Iterable[Message], style: ChatStyle = CHAT_COMPLETIONS) -> list[Wire]:
     """The wire messages for ``messages`` (oldest first; the system prompt is the
     caller's to put first). A stored summary becomes a system note; a ``tool`` message
@@ -198,29 +228,29 @@ def to_messages(messages: Iterable[Message], style: ChatStyle = CHAT_COMPLETIONS
     order of its calls."""
     out: list[Wire] = []
     order: dict[str, int] = {}  # call id -> position in the last assistant message
-    results: list[ToolResult] = []  # the run of tool results being collected
+    results: list[tuple[str, Wire]] = []  # the run of tool results being collected
 
     def flush() -> None:
         ranked = sorted(
-            enumerate(results), key=lambda item: (order.get(item[1].call_id, len(order)), item[0])
+            enumerate(results), key=lambda item: (order.get(item[1][0], len(order)), item[0])
         )
-        out.extend(_tool_message(result, style) for _, result in ranked)
+        out.extend(wire for _, (_, wire) in ranked)
         results.clear()
 
     for message in messages:
         if message.role == "tool":
-            results.extend(message.tool_results)
+            results.extend(_memo(message, style, _tool_messages))
             continue
         if results:
             flush()
         if message.role == "summary":
             out.append({"role": "system", "content": SUMMARY_PREFIX + message.content})
         elif message.role == "assistant":
-            wire = _assistant_message(message, style)
+            wire = _memo(message, style, _assistant_message)
             order = {c["id"]: i for i, c in enumerate(wire.get("tool_calls", ()))}
             out.append(wire)
         elif message.role == "user":
-            out.append({"role": "user", "content": _user_content(message, style)})
+            out.append({"role": "user", "content": _memo(message, style, _user_content)})
         else:
             out.append({"role": message.role, "content": message.content})
     if results:
