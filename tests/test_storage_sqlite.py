@@ -18,10 +18,10 @@ from langswarm_runtime.errors import ConfigError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 from langswarm_runtime.session.parts import TextPart, ToolCall
 from langswarm_runtime.session.storage import migrations
+from langswarm_runtime.session.storage.base import build_message
 from langswarm_runtime.session.storage.sqlite import (
     SQLiteSessionStorage,
     SQLiteStorageConfig,
-    _build_message,
     register_storages,
 )
 
@@ -275,7 +275,7 @@ def test_fast_message_matches_validated_message() -> None:
         "usage": Usage(input_tokens=1), "provider_message_id": "p", "created_at": 1.5,
         "metadata": {"k": 1}, "parts": [TextPart(text="x"), ToolCall(id="c1", name="t")], "parsed": None,
     }  # fmt: skip
-    fast, slow = _build_message(dict(values)), Message(**values)
+    fast, slow = build_message(dict(values)), Message(**values)
     assert fast == slow and fast.model_dump() == slow.model_dump()
     assert fast.model_fields_set == slow.model_fields_set
     assert fast.model_copy(update={"seq": 9}).seq == 9

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
 
-__all__ = ["ISessionStorage", "pending_seqs", "with_seqs"]
+__all__ = ["ISessionStorage", "build_message", "pending_seqs", "with_seqs"]
 
 
 def pending_seqs(pending_seq: int | Sequence[int] | None) -> list[int]:
@@ -20,6 +20,23 @@ def pending_seqs(pending_seq: int | Sequence[int] | None) -> list[int]:
     if isinstance(pending_seq, int):
         return [pending_seq]
     return [int(s) for s in pending_seq]
+
+
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
+
+
+def build_message(values: dict[str, Any]) -> Message:
+    """A Message from already-valid values (every field, e.g. a stored row's), without
+    re-validating them: what a storage does for each message it reads. The same result
+    as ``Message.model_construct`` at a quarter of its cost, which is most of what a
+    long read costs in Python (tests/test_storage_sqlite.py checks it still matches a
+    validated Message after a pydantic upgrade)."""
+    message = object.__new__(Message)
+    object.__setattr__(message, "__dict__", values)
+    object.__setattr__(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
+    object.__setattr__(message, "__pydantic_extra__", None)
+    object.__setattr__(message, "__pydantic_private__", None)
+    return message
 
 
 def with_seqs(messages: Sequence[Message], first: int) -> list[Message]:

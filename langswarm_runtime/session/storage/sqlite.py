@@ -123,23 +123,8 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _build_message(values: dict[str, Any]) -> Message:
-    """A Message from already-validated values, without re-validating them.
-
-    Same result as ``Message.model_construct`` at a quarter of its cost, which is most of
-    the cost of a resume; tests/test_storage_sqlite.py checks it still matches a
-    validated Message after a pydantic upgrade.
-    """
-    message = _new(Message)
-    _setattr(message, "__dict__", values)
-    _setattr(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
-    _setattr(message, "__pydantic_extra__", None)
-    _setattr(message, "__pydantic_private__", None)
-    return message
-
-
 def _rows_to_messages(rows: list[tuple[Any, ...]]) -> list[Message]:
-    """Rows to Messages; the same as ``_build_message`` per row, inlined because this
+    """Rows to Messages; the same as ``build_message`` per row, inlined because this
     loop is most of what a resume costs in Python."""
     out: list[Message] = []
     append = out.append

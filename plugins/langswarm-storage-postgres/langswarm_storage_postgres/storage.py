@@ -13,7 +13,12 @@ from typing import Any
 
 from langswarm_runtime.errors import ConcurrencyError, SessionNotFound, StorageError
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs, with_seqs
+from langswarm_runtime.session.storage.base import (
+    ISessionStorage,
+    build_message,
+    pending_seqs,
+    with_seqs,
+)
 from langswarm_runtime.session.storage.blobs import blob_refs, dump_parts, load_parts, split_media
 from langswarm_runtime.session.text import check_turn
 from langswarm_storage_postgres.blobs import drop_references, keep_blobs
@@ -27,6 +32,12 @@ __all__ = ["PostgresSessionStorage"]
 _RECORD_COLUMNS = "record, version, tools"
 _MESSAGE_COLUMNS = (
     "seq, role, content, status, usage, provider_message_id, created_at, metadata, parts"
+)
+#: The same read back: the JSON columns as text, parsed here (an empty metadata object,
+#: most rows', is not parsed at all; usage goes straight into pydantic's JSON parser).
+_READ_COLUMNS = (
+    "seq, role, content, status, usage::text AS usage, provider_message_id, created_at, "
+    "metadata::text AS metadata, parts"
 )
 #: What the statement taking the seq counter returns: the new counter, and the server's
 #: id of this write transaction and its backend, by which a COMMIT whose answer was lost
@@ -694,7 +705,7 @@ class PostgresSessionStorage(ISessionStorage):
         if statuses is not None:
             where.append("status = ANY(%s)")
             params.append([str(MessageStatus(s)) for s in statuses])
-        query = f"SELECT {_MESSAGE_COLUMNS} FROM {{s}}.messages WHERE {' AND '.join(where)}"
+        query = f"SELECT {_READ_COLUMNS} FROM {{s}}.messages WHERE {' AND '.join(where)}"
         if last is not None:
             query += " ORDER BY seq DESC LIMIT %s"
             params.append(last)
@@ -708,7 +719,7 @@ class PostgresSessionStorage(ISessionStorage):
                 rows = await self._first_read(conn, query, params, last is not None)
         if last is not None:
             rows.reverse()
-        return [_message_from_row(row) for row in rows]
+        return _messages_from_rows(rows)
 
     async def _first_read(
         self, conn: Any, query: str, params: list[Any], newest_first: bool
@@ -775,17 +786,24 @@ def _record_from_row(row: Sequence[Any]) -> SessionRecord:
     return SessionRecord.model_validate(fields)
 
 
-def _message_from_row(row: Sequence[Any]) -> Message:
-    # Rows were validated on the way in: construct, don't re-validate (a resume reads many).
-    seq, role, content, status, usage, provider_message_id, created_at, metadata, parts = row
-    return Message.model_construct(
-        seq=int(seq),
-        role=role,
-        content=content,
-        status=MessageStatus(status),
-        usage=None if usage is None else Usage.model_construct(**usage),
-        provider_message_id=provider_message_id,
-        created_at=float(created_at),
-        metadata=metadata or {},
-        parts=load_parts(parts) if parts else [],
-    )
+_STATUS = {s.value: s for s in MessageStatus}
+
+
+def _messages_from_rows(rows: Sequence[Sequence[Any]]) -> list[Message]:
+    # Rows were validated on the way in: build, don't re-validate (a resume reads many).
+    status_of, usage_of, loads = _STATUS.__getitem__, Usage.model_validate_json, json.loads
+    return [
+        build_message({
+            "role": role,
+            "content": content,
+            "parts": load_parts(parts) if parts else [],
+            "seq": seq,
+            "status": status_of(status),
+            "usage": None if usage is None else usage_of(usage),
+            "provider_message_id": pmid,
+            "created_at": created_at,
+            "metadata": {} if metadata == "{}" else loads(metadata),
+            "parsed": None,
+        })
+        for seq, role, content, status, usage, pmid, created_at, metadata, parts in rows
+    ]
