@@ -40,9 +40,10 @@ def chat_arguments(
     conversation: Sequence[Message],
     tools: Sequence[ToolSpec],
     response_format: dict[str, Any] | None,
+    history: Sequence[Message] | None = None,
 ) -> dict[str, Any]:
     """``messages`` (system prompt first), and ``tools`` or ``response_format``."""
-    messages = to_messages(conversation, COHERE)
+    messages = to_messages(conversation, COHERE, history=history)
     if system_prompt:
         messages.insert(0, {"role": "system", "content": system_prompt})
     args: dict[str, Any] = {"messages": messages}

@@ -63,9 +63,10 @@ def chat_arguments(
     conversation: Sequence[Message],
     tools: Sequence[ToolSpec],
     response_format: dict[str, Any] | None,
+    history: Sequence[Message] | None = None,
 ) -> Wire:
     """``messages`` (system prompt first), ``tools`` and ``response_format``."""
-    messages = to_messages(conversation, MISTRAL)
+    messages = to_messages(conversation, MISTRAL, history=history)
     if system_prompt:
         messages.insert(0, {"role": "system", "content": system_prompt})
     args: Wire = {"messages": messages}

@@ -221,13 +221,56 @@ def _tool_messages(message: Message, style: ChatStyle) -> list[tuple[str, Wire]]
     return [(r.call_id, _tool_message(r, style)) for r in message.tool_results]
 
 
-def to_messages(messages: Iterable[Message], style: ChatStyle = CHAT_COMPLETIONS) -> list[Wire]:
+#: The translated history of recent calls, by history list (see ``to_messages``).
+_HISTORIES: dict[tuple[int, str], tuple[Sequence[Message], list[Wire], dict[str, int]]] = {}
+_HISTORIES_SIZE = 64
+
+
+def to_messages(
+    messages: Iterable[Message],
+    style: ChatStyle = CHAT_COMPLETIONS,
+    *,
+    history: Sequence[Message] | None = None,
+) -> list[Wire]:
     """The wire messages for ``messages`` (oldest first; the system prompt is the
     caller's to put first). A stored summary becomes a system note; a ``tool`` message
     becomes one tool message per result, the results after an assistant message in the
-    order of its calls."""
-    out: list[Wire] = []
-    order: dict[str, int] = {}  # call id -> position in the last assistant message
+    order of its calls.
+
+    ``history``: the request's history list, when ``messages`` starts with it (a hybrid
+    call's conversation). A tool loop sends the same list on every call of a turn, so
+    its translation is kept (by list object) and only the turn's messages are
+    translated on the later calls."""
+    messages = list(messages)
+    if history:
+        n = len(history)
+        if (
+            n <= len(messages)
+            and messages[0] is history[0]
+            and messages[n - 1] is history[-1]
+            and history[-1].role != "tool"  # its results would wait for what follows
+        ):
+            key = (id(history), style.name)
+            hit = _HISTORIES.get(key)
+            if hit is None or hit[0] is not history:
+                done: list[Wire] = []
+                order = _translate(history, style, done, {})
+                if len(_HISTORIES) >= _HISTORIES_SIZE:
+                    _HISTORIES.clear()
+                hit = _HISTORIES[key] = (history, done, order)
+            out = list(hit[1])
+            _translate(messages[n:], style, out, dict(hit[2]))
+            return out
+    out = []
+    _translate(messages, style, out, {})
+    return out
+
+
+def _translate(
+    messages: Iterable[Message], style: ChatStyle, out: list[Wire], order: dict[str, int]
+) -> dict[str, int]:
+    """Append the wire messages for ``messages`` to ``out``; ``order``: call id ->
+    position in the last assistant message so far. Returns the order after them."""
     results: list[tuple[str, Wire]] = []  # the run of tool results being collected
 
     def flush() -> None:
@@ -255,7 +298,7 @@ def to_messages(messages: Iterable[Message], style: ChatStyle = CHAT_COMPLETIONS
             out.append({"role": message.role, "content": message.content})
     if results:
         flush()
-    return out
+    return order
 
 
 def _user_content(message: Message, style: ChatStyle) -> str | list[Wire]:

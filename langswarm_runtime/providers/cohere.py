@@ -184,8 +184,9 @@ class CohereProvider(Provider):
             raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
         args: dict[str, Any] = {"model": model}
         shaped = chat_arguments(
-            request.system_prompt, request.conversation(), request.tools, request.response_format
-        )
+            request.system_prompt, request.conversation(), request.tools,
+            request.response_format, history=request.history,
+        )  # fmt: skip
         max_tokens = request.max_tokens or self.config.max_tokens
         if max_tokens is not None:
             args["max_tokens"] = max_tokens

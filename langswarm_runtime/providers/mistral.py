@@ -245,8 +245,9 @@ class MistralProvider(Provider):
 
     def _chat_args(self, request: ProviderRequest) -> dict[str, Any]:
         shaped = chat_arguments(
-            request.system_prompt, request.conversation(), request.tools, request.response_format
-        )
+            request.system_prompt, request.conversation(), request.tools,
+            request.response_format, history=request.history,
+        )  # fmt: skip
         # The turn's tools and format over any in ``extra``.
         return {"model": self._model(request), **self._sampling(request),
                 **self.config.extra, **shaped}  # fmt: skip

@@ -248,7 +248,9 @@ class OpenAIProvider(Provider):
         # Chat completions servers know "system", not always "developer".
         system = request.system_prompt
         msgs: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-        return msgs + to_messages(request.conversation(), CHAT_COMPLETIONS)
+        return msgs + to_messages(
+            request.conversation(), CHAT_COMPLETIONS, history=request.history
+        )
 
     # ------------------------------------------------------------------ native state
 
