@@ -63,14 +63,51 @@ _UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 # ---------------------------------------------------------------------------- messages
 
 
-def to_messages(messages: Iterable[Message]) -> tuple[list[str], list[Wire]]:
+#: The translated history of recent calls, by history list (see ``to_messages``).
+_HISTORIES: dict[int, tuple[Sequence[Message], list[str], list[Wire]]] = {}
+_HISTORIES_SIZE = 64
+
+
+def to_messages(
+    messages: Iterable[Message], *, history: Sequence[Message] | None = None
+) -> tuple[list[str], list[Wire]]:
     """``(system notes, wire messages)`` for ``messages``, oldest first. The Messages API
     has no system role: stored system messages and summaries come back as notes for
     ``system=``. Consecutive messages of one role are merged into one (tool results
     into the user message that answers the calls), each run of tool results ordered
-    as the calls of the assistant message before it."""
-    notes: list[str] = []
-    out: list[Wire] = []
+    as the calls of the assistant message before it.
+
+    ``history``: the request's history list, when ``messages`` starts with it. A tool
+    loop sends the same list on every call of a turn, so its translation is kept (by
+    list object) and only the turn's messages are translated on the later calls. The
+    kept wire messages are shared: what follows replaces a message's ``content`` in a
+    copy of it, never changes them (see ``mark_cache``)."""
+    messages = list(messages)
+    if history:
+        n = len(history)
+        if n <= len(messages) and messages[0] is history[0] and messages[n - 1] is history[-1]:
+            hit = _HISTORIES.get(id(history))
+            if hit is None or hit[0] is not history:
+                done_notes: list[str] = []
+                done: list[Wire] = []
+                _translate(history, done_notes, done)
+                _order_results(done, 0)
+                if len(_HISTORIES) >= _HISTORIES_SIZE:
+                    _HISTORIES.clear()
+                hit = _HISTORIES[id(history)] = (history, done_notes, done)
+            notes, out = list(hit[1]), list(hit[2])
+            if out:
+                out[-1] = dict(out[-1])  # the turn's first message may merge into it
+            _translate(messages[n:], notes, out)
+            _order_results(out, max(0, len(hit[2]) - 2))
+            return notes, out
+    notes, out = [], []
+    _translate(messages, notes, out)
+    _order_results(out, 0)
+    return notes, out
+
+
+def _translate(messages: Iterable[Message], notes: list[str], out: list[Wire]) -> None:
     for message in messages:
         if message.role == "system":
             notes.append(message.content)
@@ -93,18 +130,17 @@ def to_messages(messages: Iterable[Message]) -> tuple[list[str], list[Wire]]:
             out[-1]["content"] = _blocks(out[-1]["content"]) + _blocks(wire["content"])
         else:
             out.append(wire)
-    _order_results(out)
-    return notes, out
 
 
 def _blocks(content: str | list[Wire]) -> list[Wire]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
-def _order_results(messages: list[Wire]) -> None:
+def _order_results(messages: list[Wire], start: int) -> None:
     """Put the tool results of each user message first, in the order of the calls of
-    the assistant message before it (the API pairs them by position as well as id)."""
-    for before, message in itertools.pairwise(messages):
+    the assistant message before it (the API pairs them by position as well as id);
+    from ``messages[start]`` on."""
+    for before, message in itertools.pairwise(messages[start:]):
         if before["role"] != "assistant" or not isinstance(message["content"], list):
             continue
         content = before["content"]
@@ -217,14 +253,18 @@ def _note(part: ImagePart | FilePart, why: str) -> Wire:
 
 
 def mark_cache(message: Wire, marker: Wire) -> None:
-    """Put ``cache_control`` on the last block of ``message`` that can carry one."""
+    """Put ``cache_control`` on the last block of ``message`` that can carry one, in new
+    blocks: ``message`` must be the caller's own dict (``to_messages`` may share its
+    content with later calls)."""
     content = message["content"]
     if isinstance(content, str):
         message["content"] = [{"type": "text", "text": content, "cache_control": marker}]
         return
-    for block in reversed(content):
-        if block.get("type") not in _UNCACHEABLE:
-            block["cache_control"] = marker
+    for i in range(len(content) - 1, -1, -1):
+        if content[i].get("type") not in _UNCACHEABLE:
+            # A new list and block: the blocks may be shared with a kept translation.
+            marked = {**content[i], "cache_control": marker}
+            message["content"] = [*content[:i], marked, *content[i + 1 :]]
             return
 
 

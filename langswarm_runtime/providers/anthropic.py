@@ -199,7 +199,7 @@ class AnthropicProvider(Provider):
         """The ``messages.create`` arguments for ``messages``. ``create``: a stateless
         request or a thread's first, which carries the system prompt and the tools (a
         thread keeps both; a ``continue`` may not repeat them)."""
-        notes, wire = to_messages(messages)
+        notes, wire = to_messages(messages, history=request.history)
         if request.system_prompt:
             notes.insert(0, request.system_prompt)
         cfg = self.config
@@ -248,6 +248,7 @@ class AnthropicProvider(Provider):
             params["system"] = [{"type": "text", "text": params["system"], "cache_control": marker}]
         messages = params["messages"]
         if len(messages) >= 2:
+            messages[-2] = dict(messages[-2])  # a kept translation's dict stays untouched
             mark_cache(messages[-2], marker)
 
     async def _native_params(self, request: ProviderRequest) -> tuple[dict[str, Any], bool]:

@@ -1,0 +1,104 @@
+"""The adapters keep the translation of a tool loop's history (the same list on every
+call of a turn): what they send must be exactly what a fresh translation gives, and
+nothing a later step does to a request (prompt-cache marks) may leak into the kept
+translation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from langswarm_runtime.providers import _anthropic_parts, _openai_style
+from langswarm_runtime.session.models import Message
+from langswarm_runtime.session.parts import ReasoningPart, TextPart, ToolCall, ToolResult
+
+
+def _history(turns: int, *, end: str = "answer") -> list[Message]:
+    out: list[Message] = []
+    seq = 0
+
+    def add(**fields: Any) -> None:
+        nonlocal seq
+        seq += 1
+        out.append(Message(seq=seq, **fields))
+
+    for i in range(turns):
+        add(role="user", content=f"question {i}")
+        add(role="assistant", parts=[
+            ToolCall(id=f"c{i}b", name="step", arguments={"n": 2}),
+            ToolCall(id=f"c{i}a", name="step", arguments={"n": 1}),
+        ])  # fmt: skip
+        # The results come back in another order than the calls: the wire reorders.
+        add(role="tool", parts=[ToolResult(call_id=f"c{i}a", content="one"),
+                                ToolResult(call_id=f"c{i}b", content="two")])  # fmt: skip
+        # Thinking kept with its signature: the answer's wire content is a block list.
+        add(role="assistant", parts=[
+            ReasoningPart(text="hm", provider="anthropic", data={"signature": f"s{i}"}),
+            TextPart(text=f"answer {i}"),
+        ])  # fmt: skip
+    if end in ("calls", "results"):  # a turn paused for the caller's tools
+        add(role="user", content="go on")
+        add(role="assistant", parts=[ToolCall(id="cy", name="step", arguments={"n": 8}),
+                                     ToolCall(id="cx", name="step", arguments={"n": 9})])
+        if end == "results":
+            add(role="tool", parts=[ToolResult(call_id="cx", content="partial")])
+    return out
+
+
+def _steps(history: list[Message], round_: int) -> list[Message]:
+    """A turn's messages after ``round_`` tool rounds (not stored yet: no seq); after
+    a history that ends with calls, the turn resumes with the caller's results."""
+    if history[-1].role == "assistant" and history[-1].tool_calls:
+        steps = [Message(role="tool", parts=[ToolResult(call_id="cx", content="9"),
+                                             ToolResult(call_id="cy", content="8")])]
+    else:
+        steps = [Message(role="user", content="next")]
+    for r in range(round_):
+        steps.append(Message(role="assistant",
+                             parts=[ToolCall(id=f"t{r}", name="step", arguments={"n": r})]))
+        steps.append(Message(role="tool", parts=[ToolResult(call_id=f"t{r}", content="ok")]))
+    return steps
+
+
+@pytest.mark.parametrize("end", ["answer", "calls", "results"])
+@pytest.mark.parametrize("style", [_openai_style.COHERE, _openai_style.MISTRAL,
+                                   _openai_style.CHAT_COMPLETIONS])  # fmt: skip
+def test_chat_style_kept_history_sends_what_a_fresh_translation_does(
+    style: Any, end: str
+) -> None:
+    history = _history(5, end=end)
+    for round_ in range(4):  # the calls of one tool turn, history object unchanged
+        conversation = [*history, *_steps(history, round_)]
+        kept = _openai_style.to_messages(conversation, style, history=history)
+        fresh = _openai_style.to_messages(list(conversation), style)
+        assert json.dumps(kept) == json.dumps(fresh)
+
+
+@pytest.mark.parametrize("end", ["answer", "calls", "results"])
+def test_anthropic_kept_history_sends_what_a_fresh_translation_does(end: str) -> None:
+    history = _history(5, end=end)
+    for round_ in range(4):
+        conversation = [*history, *_steps(history, round_)]
+        kept = _anthropic_parts.to_messages(conversation, history=history)
+        fresh = _anthropic_parts.to_messages(list(conversation))
+        assert json.dumps(kept) == json.dumps(fresh)
+
+
+def test_anthropic_cache_marks_never_reach_the_kept_history() -> None:
+    """Each call marks the message before the new one with ``cache_control``; on the
+    next call of the loop that message is further back and must carry no mark."""
+    history = _history(3)
+    marker = {"type": "ephemeral"}
+    sent = []
+    for round_ in range(3):
+        _, wire = _anthropic_parts.to_messages([*history, *_steps(history, round_)],
+                                               history=history)  # fmt: skip
+        wire[-2] = dict(wire[-2])  # what the adapter does before marking
+        _anthropic_parts.mark_cache(wire[-2], marker)
+        sent.append(json.dumps(wire))
+    for text in sent:
+        assert text.count("cache_control") == 1
+    _, again = _anthropic_parts.to_messages([*history, *_steps(history, 0)], history=history)
+    assert "cache_control" not in json.dumps(again)
