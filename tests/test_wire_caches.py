@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from langswarm_runtime.providers import _anthropic_parts, _openai_style
+from langswarm_runtime.providers import _anthropic_parts, _gemini_parts, _openai_style
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import ReasoningPart, TextPart, ToolCall, ToolResult
 
@@ -102,3 +102,19 @@ def test_anthropic_cache_marks_never_reach_the_kept_history() -> None:
         assert text.count("cache_control") == 1
     _, again = _anthropic_parts.to_messages([*history, *_steps(history, 0)], history=history)
     assert "cache_control" not in json.dumps(again)
+
+
+@pytest.mark.parametrize("end", ["answer", "calls", "results"])
+def test_gemini_kept_history_sends_what_a_fresh_translation_does(end: str) -> None:
+    history = _history(5, end=end)
+    for round_ in range(4):
+        conversation = [*history, *_steps(history, round_)]
+        kept = _gemini_parts.to_contents(conversation, history=history)
+        fresh = _gemini_parts.to_contents(list(conversation))
+        assert json.dumps(kept) == json.dumps(fresh)
+    # The kept contents are shared with every later call, never changed by one.
+    first = json.dumps(_gemini_parts.to_contents([*history, *_steps(history, 0)],
+                                                 history=history))  # fmt: skip
+    _gemini_parts.to_contents([*history, *_steps(history, 3)], history=history)
+    again = _gemini_parts.to_contents([*history, *_steps(history, 0)], history=history)
+    assert json.dumps(again) == first

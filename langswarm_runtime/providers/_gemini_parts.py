@@ -139,10 +139,49 @@ def _media_source(part: ImagePart | FilePart) -> tuple[bytes | None, str | None]
 # ------------------------------------------------------------------ generateContent
 
 
-def to_contents(messages: Iterable[Message]) -> tuple[list[str], list[Wire]]:
+#: The translated history of recent calls, by history list (see ``to_contents``).
+_HISTORIES: dict[int, tuple[Sequence[Message], list[str], list[Wire]]] = {}
+_HISTORIES_SIZE = 64
+
+
+def to_contents(
+    messages: Iterable[Message], *, history: Sequence[Message] | None = None
+) -> tuple[list[str], list[Wire]]:
     """``(system notes, contents)`` for generateContent, oldest first. Stored system
     messages and summaries become notes for ``system_instruction``; consecutive
-    contents of one role are merged."""
+    contents of one role are merged.
+
+    ``history``: the request's history list, when ``messages`` starts with it. A tool
+    loop sends the same list on every call of a turn: when it ends with a finished
+    turn (an answer without calls, so nothing after it merges into it or refers back
+    to it), its translation is kept (by list object) and only the turn's messages are
+    translated on the later calls. The kept contents are shared, never changed."""
+    messages = list(messages)
+    if history:
+        n = len(history)
+        last = history[-1]
+        if (
+            n <= len(messages)
+            and messages[0] is history[0]
+            and messages[n - 1] is last
+            and last.role == "assistant"
+            and not last.tool_calls
+            and (n == len(messages) or messages[n].role != "assistant")
+        ):
+            hit = _HISTORIES.get(id(history))
+            if hit is None or hit[0] is not history:
+                done_notes, done = _contents(history)
+                if len(_HISTORIES) >= _HISTORIES_SIZE:
+                    _HISTORIES.clear()
+                hit = _HISTORIES[id(history)] = (history, done_notes, done)
+            notes, contents = _contents(messages[n:])
+            if hit[2] and contents and contents[0]["role"] == hit[2][-1]["role"]:
+                return _contents(messages)  # they would merge: no shortcut
+            return [*hit[1], *notes], [*hit[2], *contents]
+    return _contents(messages)
+
+
+def _contents(messages: Iterable[Message]) -> tuple[list[str], list[Wire]]:
     notes, rest = _notes_and_rest(messages)
     contents: list[Wire] = []
     for message, results in _ordered_results(rest):

@@ -228,7 +228,7 @@ class GeminiProvider(Provider):
         return model
 
     def _hybrid_args(self, request: ProviderRequest) -> dict[str, Any]:
-        notes, contents = to_contents(request.conversation())
+        notes, contents = to_contents(request.conversation(), history=request.history)
         if request.system_prompt:
             notes.insert(0, request.system_prompt)
         config: dict[str, Any] = {
