@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from langswarm_runtime.providers import _anthropic_parts, _gemini_parts, _openai_style
+from langswarm_runtime.providers import (
+    _anthropic_parts,
+    _gemini_parts,
+    _openai_parts,
+    _openai_style,
+)
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import ReasoningPart, TextPart, ToolCall, ToolResult
 
@@ -118,3 +123,15 @@ def test_gemini_kept_history_sends_what_a_fresh_translation_does(end: str) -> No
     _gemini_parts.to_contents([*history, *_steps(history, 3)], history=history)
     again = _gemini_parts.to_contents([*history, *_steps(history, 0)], history=history)
     assert json.dumps(again) == first
+
+
+@pytest.mark.parametrize("end", ["answer", "calls", "results"])
+def test_openai_responses_kept_history_sends_what_a_fresh_translation_does(end: str) -> None:
+    history = _history(5, end=end)
+    for round_ in range(4):
+        conversation = [*history, *_steps(history, round_)]
+        kept = _openai_parts.input_items(conversation, system_role="developer",
+                                         history=history)  # fmt: skip
+        fresh = _openai_parts.input_items(list(conversation), system_role="developer")
+        assert json.dumps(kept) == json.dumps(fresh)
+    assert len(_openai_parts._HISTORIES) >= 1

@@ -18,7 +18,7 @@ as plain dicts (the SDK objects' ``to_dict()``).
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
@@ -49,8 +49,38 @@ __all__ = [
 Item = dict[str, Any]
 
 
-def input_items(messages: Iterable[Message], *, system_role: str = "system") -> list[Item]:
-    """The Responses ``input`` (or Conversations ``items``) for ``messages``."""
+#: The translated history of recent calls, by history list (see ``input_items``).
+_HISTORIES: dict[tuple[int, str], tuple[Sequence[Message], list[Item]]] = {}
+_HISTORIES_SIZE = 64
+
+
+def input_items(
+    messages: Iterable[Message],
+    *,
+    system_role: str = "system",
+    history: Sequence[Message] | None = None,
+) -> list[Item]:
+    """The Responses ``input`` (or Conversations ``items``) for ``messages``.
+
+    ``history``: the request's history list, when ``messages`` starts with it. Each
+    message maps to its own items, so a tool loop's history (the same list on every
+    call of a turn) is translated once, kept by list object, and shared (never
+    changed) by the later calls."""
+    messages = list(messages)
+    if history:
+        n = len(history)
+        if n <= len(messages) and messages[0] is history[0] and messages[n - 1] is history[-1]:
+            key = (id(history), system_role)
+            hit = _HISTORIES.get(key)
+            if hit is None or hit[0] is not history:
+                if len(_HISTORIES) >= _HISTORIES_SIZE:
+                    _HISTORIES.clear()
+                hit = _HISTORIES[key] = (history, _items(history, system_role))
+            return [*hit[1], *_items(messages[n:], system_role)]
+    return _items(messages, system_role)
+
+
+def _items(messages: Iterable[Message], system_role: str) -> list[Item]:
     items: list[Item] = []
     for message in messages:
         items.extend(message_items(message, system_role=system_role))

@@ -189,13 +189,19 @@ class OpenAIProvider(Provider):
             raise ConfigError(f"provider {self.name!r} has no model: set 'model'")
         return model
 
-    def _items(self, system_prompt: str | None, messages: list[Message]) -> list[dict[str, Any]]:
-        """Responses input items: the system prompt, then the messages."""
+    def _items(
+        self,
+        system_prompt: str | None,
+        messages: list[Message],
+        history: list[Message] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Responses input items: the system prompt, then the messages (``history``:
+        the request's, which ``messages`` starts with; see ``input_items``)."""
         role = self.config.system_role
         items: list[dict[str, Any]] = []
         if system_prompt:
             items.append({"role": role, "content": system_prompt})
-        items += input_items(messages, system_role=role)
+        items += input_items(messages, system_role=role, history=history)
         return items
 
     def _options(self, request: ProviderRequest, *, chat: bool) -> dict[str, Any]:
@@ -236,7 +242,9 @@ class OpenAIProvider(Provider):
         per-session ``prompt_cache_key`` (a hash, not the session id) so the turns of a
         session are routed to the same prompt cache."""
         params: dict[str, Any] = {
-            "input": self._items(request.system_prompt, request.conversation()),
+            "input": self._items(
+                request.system_prompt, request.conversation(), request.history
+            ),
             "store": False,
         }
         if self.config.prompt_cache_key and request.session_id:
