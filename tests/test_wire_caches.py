@@ -135,3 +135,24 @@ def test_openai_responses_kept_history_sends_what_a_fresh_translation_does(end: 
         fresh = _openai_parts.input_items(list(conversation), system_role="developer")
         assert json.dumps(kept) == json.dumps(fresh)
     assert len(_openai_parts._HISTORIES) >= 1
+
+
+def test_nothing_holding_media_bytes_is_kept() -> None:
+    """Messages with an image's bytes are rebuilt (with their bytes) on every call:
+    keeping their translation would keep the bytes alive, up to the cache's size."""
+    from langswarm_runtime.providers._kept import KeptHistories, KeptMessages
+    from langswarm_runtime.session.parts import ImagePart
+
+    image = ImagePart.from_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")
+    history = [Message(role="user", parts=[TextPart(text="look"), image], seq=1),
+               Message(role="assistant", content="a cat", seq=2)]  # fmt: skip
+    histories: KeptHistories[int] = KeptHistories()
+    assert histories.prefix([*history, Message(role="user", content="more")], history) == 0
+    messages: KeptMessages[int] = KeptMessages()
+    made = []
+    for _ in range(2):
+        messages.get(history[0], "s", lambda m: made.append(m) or 1)
+    assert len(made) == 2  # made every time, never kept
+    without = [history[0].model_copy(update={"parts": [TextPart(text="look"),
+                                                       image.without_data()]}), history[1]]
+    assert histories.prefix([*without, Message(role="user", content="more")], without) == 2

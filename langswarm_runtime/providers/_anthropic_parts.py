@@ -27,6 +27,7 @@ from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
+from langswarm_runtime.providers._kept import KeptHistories
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -63,9 +64,8 @@ _UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 # ---------------------------------------------------------------------------- messages
 
 
-#: The translated history of recent calls, by history list (see ``to_messages``).
-_HISTORIES: dict[int, tuple[Sequence[Message], list[str], list[Wire]]] = {}
-_HISTORIES_SIZE = 64
+#: Translations of recent histories (see ``_kept``).
+_HISTORIES: KeptHistories[tuple[list[str], list[Wire]]] = KeptHistories()
 
 
 def to_messages(
@@ -83,24 +83,23 @@ def to_messages(
     kept wire messages are shared: what follows replaces a message's ``content`` in a
     copy of it, never changes them (see ``mark_cache``)."""
     messages = list(messages)
-    if history:
-        n = len(history)
-        if n <= len(messages) and messages[0] is history[0] and messages[n - 1] is history[-1]:
-            hit = _HISTORIES.get(id(history))
-            if hit is None or hit[0] is not history:
-                done_notes: list[str] = []
-                done: list[Wire] = []
-                _translate(history, done_notes, done)
-                _order_results(done, 0)
-                if len(_HISTORIES) >= _HISTORIES_SIZE:
-                    _HISTORIES.clear()
-                hit = _HISTORIES[id(history)] = (history, done_notes, done)
-            notes, out = list(hit[1]), list(hit[2])
-            if out:
-                out[-1] = dict(out[-1])  # the turn's first message may merge into it
-            _translate(messages[n:], notes, out)
-            _order_results(out, max(0, len(hit[2]) - 2))
-            return notes, out
+    n = _HISTORIES.prefix(messages, history)
+    if history and n:
+
+        def make() -> tuple[list[str], list[Wire]]:
+            done_notes: list[str] = []
+            done: list[Wire] = []
+            _translate(history, done_notes, done)
+            _order_results(done, 0)
+            return done_notes, done
+
+        kept_notes, kept = _HISTORIES.get(history, "anthropic", make)
+        notes, out = list(kept_notes), list(kept)
+        if out:
+            out[-1] = dict(out[-1])  # the turn's first message may merge into it
+        _translate(messages[n:], notes, out)
+        _order_results(out, max(0, len(kept) - 2))
+        return notes, out
     notes, out = [], []
     _translate(messages, notes, out)
     _order_results(out, 0)

@@ -38,6 +38,7 @@ from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
+from langswarm_runtime.providers._kept import KeptHistories
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -139,9 +140,8 @@ def _media_source(part: ImagePart | FilePart) -> tuple[bytes | None, str | None]
 # ------------------------------------------------------------------ generateContent
 
 
-#: The translated history of recent calls, by history list (see ``to_contents``).
-_HISTORIES: dict[int, tuple[Sequence[Message], list[str], list[Wire]]] = {}
-_HISTORIES_SIZE = 64
+#: Translations of recent histories (see ``_kept``).
+_HISTORIES: KeptHistories[tuple[list[str], list[Wire]]] = KeptHistories()
 
 
 def to_contents(
@@ -157,27 +157,19 @@ def to_contents(
     to it), its translation is kept (by list object) and only the turn's messages are
     translated on the later calls. The kept contents are shared, never changed."""
     messages = list(messages)
-    if history:
-        n = len(history)
-        last = history[-1]
-        if (
-            n <= len(messages)
-            and messages[0] is history[0]
-            and messages[n - 1] is last
-            and last.role == "assistant"
-            and not last.tool_calls
-            and (n == len(messages) or messages[n].role != "assistant")
-        ):
-            hit = _HISTORIES.get(id(history))
-            if hit is None or hit[0] is not history:
-                done_notes, done = _contents(history)
-                if len(_HISTORIES) >= _HISTORIES_SIZE:
-                    _HISTORIES.clear()
-                hit = _HISTORIES[id(history)] = (history, done_notes, done)
-            notes, contents = _contents(messages[n:])
-            if hit[2] and contents and contents[0]["role"] == hit[2][-1]["role"]:
-                return _contents(messages)  # they would merge: no shortcut
-            return [*hit[1], *notes], [*hit[2], *contents]
+    n = _HISTORIES.prefix(messages, history)
+    if (
+        history
+        and n
+        and history[-1].role == "assistant"
+        and not history[-1].tool_calls
+        and (n == len(messages) or messages[n].role != "assistant")
+    ):
+        kept_notes, kept = _HISTORIES.get(history, "gemini", lambda: _contents(history))
+        notes, contents = _contents(messages[n:])
+        if kept and contents and contents[0]["role"] == kept[-1]["role"]:
+            return _contents(messages)  # they would merge: no shortcut
+        return [*kept_notes, *notes], [*kept, *contents]
     return _contents(messages)
 
 

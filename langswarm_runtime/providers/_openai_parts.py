@@ -23,6 +23,7 @@ from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
+from langswarm_runtime.providers._kept import KeptHistories
 from langswarm_runtime.providers._openai_style import arguments_json, data_url, parse_arguments
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
@@ -49,9 +50,8 @@ __all__ = [
 Item = dict[str, Any]
 
 
-#: The translated history of recent calls, by history list (see ``input_items``).
-_HISTORIES: dict[tuple[int, str], tuple[Sequence[Message], list[Item]]] = {}
-_HISTORIES_SIZE = 64
+#: Translations of recent histories (see ``_kept``).
+_HISTORIES: KeptHistories[list[Item]] = KeptHistories()
 
 
 def input_items(
@@ -67,16 +67,10 @@ def input_items(
     call of a turn) is translated once, kept by list object, and shared (never
     changed) by the later calls."""
     messages = list(messages)
-    if history:
-        n = len(history)
-        if n <= len(messages) and messages[0] is history[0] and messages[n - 1] is history[-1]:
-            key = (id(history), system_role)
-            hit = _HISTORIES.get(key)
-            if hit is None or hit[0] is not history:
-                if len(_HISTORIES) >= _HISTORIES_SIZE:
-                    _HISTORIES.clear()
-                hit = _HISTORIES[key] = (history, _items(history, system_role))
-            return [*hit[1], *_items(messages[n:], system_role)]
+    n = _HISTORIES.prefix(messages, history)
+    if history and n:
+        kept = _HISTORIES.get(history, system_role, lambda: _items(history, system_role))
+        return [*kept, *_items(messages[n:], system_role)]
     return _items(messages, system_role)
 
 

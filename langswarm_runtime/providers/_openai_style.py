@@ -32,6 +32,7 @@ from typing import Any
 
 from langswarm_runtime.errors import InvalidMessage, ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
+from langswarm_runtime.providers._kept import KeptHistories, KeptMessages
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -191,39 +192,19 @@ MISTRAL = ChatStyle(
 # ---------------------------------------------------------------------------- messages
 
 
-#: Wire forms of stored messages with parts, by message object (see ``_memo``).
-_MEMO: dict[tuple[int, str], tuple[Message, Any]] = {}
-_MEMO_SIZE = 4096
+#: Wire forms of stored messages with parts, and of recent histories (see ``_kept``).
+_MESSAGES: KeptMessages[Any] = KeptMessages()
+_HISTORIES: KeptHistories[tuple[list[Wire], dict[str, int]]] = KeptHistories()
 
 
 def _memo(message: Message, style: ChatStyle, make: Callable[[Message, ChatStyle], Any]) -> Any:
-    """``make(message, style)``, made once per stored message with parts and style.
-
-    A tool loop sends the same history on every call; its tool calls and results are
-    most of the translating. Keyed on the message object, which the entry keeps alive
-    (so its id is not reused) and which must be the one asked about: a session hands
-    the same objects for the same committed history (its tail and portable caches).
-    The wire values are shared between calls: nothing downstream changes them."""
-    if not message.parts or message.seq is None:
-        return make(message, style)
-    key = (id(message), style.name)
-    hit = _MEMO.get(key)
-    if hit is not None and hit[0] is message:
-        return hit[1]
-    value = make(message, style)
-    if len(_MEMO) >= _MEMO_SIZE:
-        _MEMO.clear()
-    _MEMO[key] = (message, value)
-    return value
+    """``make(message, style)``, made once per stored message with parts and style (a
+    tool loop's calls and results are most of the translating)."""
+    return _MESSAGES.get(message, style.name, lambda m: make(m, style))
 
 
 def _tool_messages(message: Message, style: ChatStyle) -> list[tuple[str, Wire]]:
     return [(r.call_id, _tool_message(r, style)) for r in message.tool_results]
-
-
-#: The translated history of recent calls, by history list (see ``to_messages``).
-_HISTORIES: dict[tuple[int, str], tuple[Sequence[Message], list[Wire], dict[str, int]]] = {}
-_HISTORIES_SIZE = 64
 
 
 def to_messages(
@@ -242,25 +223,17 @@ def to_messages(
     its translation is kept (by list object) and only the turn's messages are
     translated on the later calls."""
     messages = list(messages)
-    if history:
-        n = len(history)
-        if (
-            n <= len(messages)
-            and messages[0] is history[0]
-            and messages[n - 1] is history[-1]
-            and history[-1].role != "tool"  # its results would wait for what follows
-        ):
-            key = (id(history), style.name)
-            hit = _HISTORIES.get(key)
-            if hit is None or hit[0] is not history:
-                done: list[Wire] = []
-                order = _translate(history, style, done, {})
-                if len(_HISTORIES) >= _HISTORIES_SIZE:
-                    _HISTORIES.clear()
-                hit = _HISTORIES[key] = (history, done, order)
-            out = list(hit[1])
-            _translate(messages[n:], style, out, dict(hit[2]))
-            return out
+    n = _HISTORIES.prefix(messages, history)
+    if history and n and history[-1].role != "tool":  # its results wait for what follows
+
+        def make() -> tuple[list[Wire], dict[str, int]]:
+            done: list[Wire] = []
+            return done, _translate(history, style, done, {})
+
+        kept, order = _HISTORIES.get(history, style.name, make)
+        out = list(kept)
+        _translate(messages[n:], style, out, dict(order))
+        return out
     out = []
     _translate(messages, style, out, {})
     return out
