@@ -147,7 +147,10 @@ def test_nothing_holding_media_bytes_is_kept() -> None:
     history = [Message(role="user", parts=[TextPart(text="look"), image], seq=1),
                Message(role="assistant", content="a cat", seq=2)]  # fmt: skip
     histories: KeptHistories[int] = KeptHistories()
-    assert histories.prefix([*history, Message(role="user", content="more")], history) == 0
+    calls = []
+    for _ in range(2):
+        histories.get(history, "s", lambda: calls.append(1) or 1)
+    assert len(calls) == 2 and len(histories) == 0  # made every time, never kept
     messages: KeptMessages[int] = KeptMessages()
     made = []
     for _ in range(2):
@@ -155,4 +158,5 @@ def test_nothing_holding_media_bytes_is_kept() -> None:
     assert len(made) == 2  # made every time, never kept
     without = [history[0].model_copy(update={"parts": [TextPart(text="look"),
                                                        image.without_data()]}), history[1]]
-    assert histories.prefix([*without, Message(role="user", content="more")], without) == 2
+    histories.get(without, "s", lambda: 1)
+    assert len(histories) == 1  # the same history without the bytes is kept

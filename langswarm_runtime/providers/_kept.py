@@ -44,17 +44,18 @@ class KeptHistories(Generic[T]):
         n = len(history)
         if n > len(messages) or messages[0] is not history[0] or messages[n - 1] is not history[-1]:
             return 0
-        if any(m.parts and holds_bytes(m) for m in history):
-            return 0
         return n
 
     def get(self, history: Sequence[Message], style: str, make: Callable[[], T]) -> T:
-        """The kept translation of ``history`` in ``style``, made now if there is none."""
+        """The kept translation of ``history`` in ``style``, made now if there is none
+        (and kept unless the history holds media bytes)."""
         key = (id(history), style)
         hit = self._entries.get(key)
         if hit is not None and hit[0] is history:  # the entry keeps it alive: same id
             return hit[1]
         value = make()
+        if any(m.parts and holds_bytes(m) for m in history):
+            return value
         if len(self._entries) >= self._size:
             self._entries.clear()
         self._entries[key] = (history, value)
