@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from langswarm_runtime.errors import StorageError
 
-__all__ = ["WriteTicket", "lock_holder_sql", "resolve", "resolve_write"]
+__all__ = ["WriteTicket", "resolve", "resolve_write"]
+
+T = TypeVar("T")
 
 #: Status polls (50 ms apart) before ending a backend that still holds the transaction
 #: open: the server has not noticed its client is gone, as over a half-open TCP link.
@@ -41,6 +43,31 @@ class WriteTicket:
     commit_sent: bool = False  # every statement ran; only COMMIT was left
 
 
+async def _ask(
+    connect: Callable[[], Awaitable[Any]],
+    budget: float,
+    question: Callable[[Any, float], Awaitable[T | None]],
+) -> T | None:
+    """``question(conn, deadline)`` on a fresh connection, connecting again while the
+    server cannot be reached; None when there is no answer within ``budget`` seconds
+    (``question`` returns None itself when its deadline passes)."""
+    import psycopg
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    while True:
+        try:
+            conn = await connect()
+            try:
+                return await question(conn, deadline)
+            finally:
+                await conn.close()
+        except psycopg.Error:
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(0.1)
+
+
 async def resolve(
     connect: Callable[[], Awaitable[Any]],
     ticket: WriteTicket,
@@ -52,24 +79,7 @@ async def resolve(
     """Return if the transaction committed; raise ``StorageError`` saying it was not
     applied if the server rolled it back, or that its outcome is unknown if the server
     cannot be asked within ``budget`` seconds."""
-    import psycopg
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget
-    status: str | None = "in progress"
-    while True:
-        try:
-            conn = await connect()
-            try:
-                status = await _status(conn, ticket, deadline)
-            finally:
-                await conn.close()
-            break
-        except psycopg.Error:
-            if loop.time() >= deadline:
-                status = "in progress"
-                break
-            await asyncio.sleep(0.1)
+    status = await _ask(connect, budget, lambda conn, deadline: _status(conn, ticket, deadline))
     if status == "committed":
         return
     if status == "aborted":
@@ -84,15 +94,18 @@ async def resolve(
 
 
 async def _status(conn: Any, ticket: WriteTicket, deadline: float) -> str | None:
-    """``committed``, ``aborted``, ``in progress`` (deadline reached) or None (unknown)."""
+    """``committed``, ``aborted``, or None (unknown, or still in progress at the
+    deadline)."""
     loop = asyncio.get_running_loop()
     polls = 0
     while True:
         cur = await conn.execute("SELECT pg_xact_status(%s::xid8)", (ticket.xid,))
         row = await cur.fetchone()
         status = None if row is None else row[0]
-        if status != "in progress" or loop.time() >= deadline:
+        if status != "in progress":
             return str(status) if status is not None else None
+        if loop.time() >= deadline:
+            return None
         polls += 1
         if polls == _POLLS_BEFORE_TERMINATE:
             # End the backend still holding our transaction, so the server decides it
@@ -113,11 +126,6 @@ _HOLDER = (
 )
 
 
-def lock_holder_sql() -> str:
-    """The query naming the process that holds an identity lock (for tests)."""
-    return _HOLDER
-
-
 async def resolve_write(
     connect: Callable[[], Awaitable[Any]],
     *,
@@ -130,48 +138,38 @@ async def resolve_write(
     """The row ``find`` (a query and its parameters) returns once the write can no
     longer run, if it was applied; else ``StorageError`` saying it was not applied, or
     that its outcome is unknown if the server cannot be asked within ``budget`` s."""
-    import psycopg
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget
     key = (lock_key >> 32, lock_key & 0xFFFFFFFF)
-    while True:
-        try:
-            conn = await connect()
-            try:
-                polls = 0
-                while True:
-                    cur = await conn.execute(_HOLDER, key)
-                    holder = await cur.fetchone()
-                    if holder is None:
-                        # No process holds the lock, so none is left that could still
-                        # run the write: what is stored now is final.
-                        cur = await conn.execute(*find)
-                        found = await cur.fetchone()
-                        if found is not None:
-                            return found
-                        raise StorageError(
-                            f"{where}: {what} failed: the connection was lost and the "
-                            "write was not applied"
-                        )
-                    if loop.time() >= deadline:
-                        break
-                    polls += 1
-                    if polls == _POLLS_BEFORE_TERMINATE:
-                        # The old process has not noticed its client is gone (a half-open
-                        # link): end it, matched on the lock only that process holds.
-                        await conn.execute(
-                            f"SELECT pg_terminate_backend(pid) FROM ({_HOLDER}) AS h", key
-                        )
-                    await asyncio.sleep(0.05)
-            finally:
-                await conn.close()
-            break
-        except psycopg.Error:
+
+    async def settled(conn: Any, deadline: float) -> Any:
+        loop = asyncio.get_running_loop()
+        polls = 0
+        while True:
+            cur = await conn.execute(_HOLDER, key)
+            if await cur.fetchone() is None:
+                # No process holds the lock, so none is left that could still run the
+                # write: what is stored now is final.
+                cur = await conn.execute(*find)
+                found = await cur.fetchone()
+                if found is not None:
+                    return found
+                raise StorageError(
+                    f"{where}: {what} failed: the connection was lost and the write was "
+                    "not applied"
+                )
             if loop.time() >= deadline:
-                break
-            await asyncio.sleep(0.1)
-    raise StorageError(
-        f"{where}: {what}: outcome unknown: the connection was lost after the write was "
-        f"sent and the server could not be asked within {budget:g}s whether it was applied"
-    )
+                return None
+            polls += 1
+            if polls == _POLLS_BEFORE_TERMINATE:
+                # The old process has not noticed its client is gone (a half-open
+                # link): end it, matched on the lock only that process holds.
+                await conn.execute(f"SELECT pg_terminate_backend(pid) FROM ({_HOLDER}) AS h", key)
+            await asyncio.sleep(0.05)
+
+    found = await _ask(connect, budget, settled)
+    if found is None:
+        raise StorageError(
+            f"{where}: {what}: outcome unknown: the connection was lost after the write "
+            f"was sent and the server could not be asked within {budget:g}s whether it "
+            "was applied"
+        )
+    return found
