@@ -36,7 +36,8 @@ from langswarm_runtime.plugins import PluginManager
 from langswarm_runtime.providers.base import ProviderReply, ProviderRequest
 from langswarm_runtime.providers.echo import EchoConfig, EchoProvider
 from langswarm_runtime.session.models import SessionRecord, Usage
-from langswarm_runtime.session.storage.sqlite import _message_params, _write_turn
+from langswarm_runtime.session.storage.base import message_row
+from langswarm_runtime.session.storage.sqlite import _write_turn
 from langswarm_runtime.testing.emulator import ProviderEmulator
 from langswarm_runtime.testing.emulator._wire import content_text
 
@@ -88,7 +89,7 @@ class Interleaver:
             return
         self.probe.execute("ROLLBACK")
         n = len(self.written_at)
-        params = [_message_params(m) for m in turn(f"other {n}")]
+        params = [message_row(m) for m in turn(f"other {n}")]
         _write_turn(self.other, self.sid, None, params)
         self.written_at.append(sql)
 

@@ -3,13 +3,22 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from typing import Any, Self
 
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
+from langswarm_runtime.session.storage.blobs import dump_parts
 
-__all__ = ["ISessionStorage", "build_message", "pending_seqs", "with_seqs"]
+__all__ = [
+    "ISessionStorage",
+    "build_message",
+    "dump_json",
+    "message_row",
+    "pending_seqs",
+    "with_seqs",
+]
 
 
 def pending_seqs(pending_seq: int | Sequence[int] | None) -> list[int]:
@@ -25,36 +34,53 @@ def pending_seqs(pending_seq: int | Sequence[int] | None) -> list[int]:
 _MESSAGE_FIELDS = frozenset(Message.model_fields)
 
 
+def dump_json(value: Any) -> str:
+    """Compact JSON text, as the storages keep JSON columns."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def message_row(m: Message) -> tuple[Any, ...]:
+    """A message's stored values but its session and seq: ``(role, content, status,
+    usage JSON or None, provider_message_id, created_at, metadata JSON or None, parts
+    JSON or None)``. Computed before a write takes its lock."""
+    return (
+        m.role,
+        m.content,
+        MessageStatus(m.status).value,
+        m.usage.model_dump_json() if m.usage is not None else None,
+        m.provider_message_id,
+        m.created_at,
+        dump_json(m.metadata) if m.metadata else None,
+        dump_parts(m.parts),
+    )
+
+
+def _construct(values: dict[str, Any], fields_set: set[str]) -> Message:
+    message = object.__new__(Message)
+    object.__setattr__(message, "__dict__", values)
+    object.__setattr__(message, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(message, "__pydantic_extra__", None)
+    object.__setattr__(message, "__pydantic_private__", None)
+    return message
+
+
 def build_message(values: dict[str, Any]) -> Message:
     """A Message from already-valid values (every field, e.g. a stored row's), without
     re-validating them: what a storage does for each message it reads. The same result
     as ``Message.model_construct`` at a quarter of its cost, which is most of what a
     long read costs in Python (tests/test_storage_sqlite.py checks it still matches a
     validated Message after a pydantic upgrade)."""
-    message = object.__new__(Message)
-    object.__setattr__(message, "__dict__", values)
-    object.__setattr__(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
-    object.__setattr__(message, "__pydantic_extra__", None)
-    object.__setattr__(message, "__pydantic_private__", None)
-    return message
+    return _construct(values, set(_MESSAGE_FIELDS))
 
 
 def with_seqs(messages: Sequence[Message], first: int) -> list[Message]:
     """Copies of ``messages`` numbered ``first``, ``first + 1``, ...: what a write
     returns. Built without re-validating (the messages were valid already), at a fraction
     of ``model_copy``'s cost."""
-    new, setattr_ = object.__new__, object.__setattr__
-    out: list[Message] = []
-    for i, m in enumerate(messages):
-        copy = new(Message)
-        values = dict(m.__dict__)
-        values["seq"] = first + i
-        setattr_(copy, "__dict__", values)
-        setattr_(copy, "__pydantic_fields_set__", {*m.__pydantic_fields_set__, "seq"})
-        setattr_(copy, "__pydantic_extra__", None)
-        setattr_(copy, "__pydantic_private__", None)
-        out.append(copy)
-    return out
+    return [
+        _construct({**m.__dict__, "seq": first + i}, {*m.__pydantic_fields_set__, "seq"})
+        for i, m in enumerate(messages)
+    ]
 
 
 class ISessionStorage(ABC):

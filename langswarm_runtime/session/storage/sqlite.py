@@ -33,8 +33,14 @@ from langswarm_runtime.errors import (
 )
 from langswarm_runtime.hookspecs import hookimpl
 from langswarm_runtime.session.models import Message, MessageStatus, SessionRecord, Usage
-from langswarm_runtime.session.storage.base import ISessionStorage, pending_seqs, with_seqs
-from langswarm_runtime.session.storage.blobs import blob_refs, dump_parts, load_parts, split_media
+from langswarm_runtime.session.storage.base import (
+    ISessionStorage,
+    dump_json,
+    message_row,
+    pending_seqs,
+    with_seqs,
+)
+from langswarm_runtime.session.storage.blobs import blob_refs, load_parts, split_media
 from langswarm_runtime.session.storage.migrations import (
     MIGRATIONS,
     NewerSchema,
@@ -119,10 +125,6 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _rows_to_messages(rows: list[tuple[Any, ...]]) -> list[Message]:
     """Rows to Messages; the same as ``build_message`` per row, inlined because this
     loop is most of what a resume costs in Python."""
@@ -182,26 +184,12 @@ def _record_params(r: SessionRecord) -> tuple[Any, ...]:
         r.model,
         r.backend.value,
         r.system_prompt,
-        _dumps(r.provider_state),
-        _dumps(r.metadata),
-        _dumps(r.middleware),
+        dump_json(r.provider_state),
+        dump_json(r.metadata),
+        dump_json(r.middleware),
         r.usage.model_dump_json(),
         r.created_at,
         r.updated_at,
-    )
-
-
-def _message_params(m: Message) -> tuple[Any, ...]:
-    # Everything but (session_id, seq), computed before the write lock is taken.
-    return (
-        m.role,
-        m.content,
-        MessageStatus(m.status).value,
-        m.usage.model_dump_json() if m.usage is not None else None,
-        m.provider_message_id,
-        m.created_at,
-        _dumps(m.metadata) if m.metadata else None,
-        dump_parts(m.parts),
     )
 
 
@@ -531,7 +519,7 @@ class SQLiteSessionStorage(ISessionStorage):
         """Store a new session; ``StorageError`` if the id already exists."""
         check_record(record)
         params = (record.session_id, *_record_params(record), record.version,
-                  _dumps(record.tools) if record.tools else None)  # fmt: skip
+                  dump_json(record.tools) if record.tools else None)  # fmt: skip
 
         def op(conn: sqlite3.Connection) -> None:
             try:
@@ -561,7 +549,7 @@ class SQLiteSessionStorage(ISessionStorage):
     async def save_session(self, record: SessionRecord) -> None:
         """Update a record if its stored version equals ``record.version``; bumps it."""
         check_record(record)
-        params = (*_record_params(record), _dumps(record.tools) if record.tools else None,
+        params = (*_record_params(record), dump_json(record.tools) if record.tools else None,
                   record.session_id, record.version)  # fmt: skip
 
         def op(conn: sqlite3.Connection) -> None:
@@ -694,7 +682,7 @@ class SQLiteSessionStorage(ISessionStorage):
         record_update = None
         if usage is not None or provider_state is not None:
             u = usage or _NO_USAGE
-            state = _dumps(provider_state) if provider_state is not None else None
+            state = dump_json(provider_state) if provider_state is not None else None
             record_update = (u.input_tokens, u.output_tokens, u.cached_tokens, state,
                              time.time())  # fmt: skip
         return await self._write(session_id, pending_seqs(pending_seq), messages, record_update)
@@ -714,7 +702,7 @@ class SQLiteSessionStorage(ISessionStorage):
         if any(m.parts for m in messages):
             messages, blobs = split_media(messages)
             refs = blob_refs(messages)
-        params = [_message_params(m) for m in messages]
+        params = [message_row(m) for m in messages]
         first = await self._call(
             _write_turn, session_id, pending, params, record_update, blobs, refs,
             write=True, worker=bool(blobs),

@@ -16,6 +16,8 @@ from langswarm_runtime.session.models import Message, MessageStatus, SessionReco
 from langswarm_runtime.session.storage.base import (
     ISessionStorage,
     build_message,
+    dump_json,
+    message_row,
     pending_seqs,
     with_seqs,
 )
@@ -90,6 +92,11 @@ _ONE_STATEMENT_UPDATE = (
     "'updated_at', %(now)s::double precision, "
     "'provider_state', COALESCE(%(state)s::jsonb, record->'provider_state'))"
 )
+#: The array parameters of ``_ONE_STATEMENT``, in ``message_row`` order.
+_ONE_STATEMENT_ARRAYS = ("role", "content", "status", "usage", "pmid", "created", "metadata",
+                         "parts")  # fmt: skip
+_APPEND_ONE = _ONE_STATEMENT.replace("{update}", "")
+_COMMIT_ONE = _ONE_STATEMENT.replace("{update}", _ONE_STATEMENT_UPDATE)
 #: Finds a one-statement write after its answer was lost: its first row's seq.
 _FIND_WRITE = "SELECT seq FROM {s}.messages WHERE session_id = %s AND write_id = %s"
 #: A connection not used for this long is checked (one round trip) before it is handed
@@ -98,16 +105,6 @@ _FIND_WRITE = "SELECT seq FROM {s}.messages WHERE session_id = %s AND write_id =
 #: which reports whether its write was applied (see _append).
 _CHECK_IDLE_AFTER_S = 1.0
 _NO_USAGE = Usage()
-
-
-def _psycopg_error() -> type[Exception]:
-    import psycopg
-
-    return psycopg.Error
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class PostgresSessionStorage(ISessionStorage):
@@ -167,26 +164,21 @@ class PostgresSessionStorage(ISessionStorage):
         called with _primary_lock held."""
         if self._closed:
             raise StorageError(f"{self!r} is closed")
+        import psycopg  # lazy: only sessions that use this storage pay the import
+
         conn = self._primary
         if conn is not None and not conn.closed:
-            used = self._last_used.get(conn, 0.0)
-            if time.monotonic() - used < _CHECK_IDLE_AFTER_S:
+            try:
+                await self._check_idle(conn)
                 return conn
-            try:  # idle long enough to have been dropped unnoticed: check it
-                await conn.execute("")
-                return conn
-            except (OSError, _psycopg_error()):
+            except (OSError, psycopg.Error):
                 with contextlib.suppress(Exception):
                     await conn.close()
         self._primary = None
-        import psycopg  # lazy: only sessions that use this storage pay the import
-
         with self._translate("connect"):
             # A direct connection: when the server is away it fails with the real reason
             # (a pool would only time out).
-            conn = await psycopg.AsyncConnection.connect(
-                self.config.dsn.get_secret_value(), **self._connect_kwargs()
-            )
+            conn = await self._connect()
         self._primary = conn
         return conn
 
@@ -230,13 +222,12 @@ class PostgresSessionStorage(ISessionStorage):
             return pool
 
     async def _check_idle(self, conn: Any) -> None:
-        """The pool's check: a round trip, for connections idle long enough to have been
-        dropped by the server or a middlebox unnoticed."""
-        from psycopg_pool import AsyncConnectionPool
-
+        """A round trip (an empty statement; connections here are autocommit), for a
+        connection idle long enough to have been dropped by the server or a middlebox
+        unnoticed: the pool's check, and the primary's before each use."""
         used = self._last_used.get(conn)
         if used is None or time.monotonic() - used >= _CHECK_IDLE_AFTER_S:
-            await AsyncConnectionPool.check_connection(conn)
+            await conn.execute("")
 
     def _connect_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -579,24 +570,17 @@ class PostgresSessionStorage(ISessionStorage):
         import psycopg
 
         write_id = secrets.randbits(63)
+        columns = zip(*(message_row(m) for m in messages), strict=True)
         params: dict[str, Any] = {
             "n": len(messages), "sid": session_id, "pending": pending, "wid": write_id,
-            "role": [m.role for m in messages],
-            "content": [m.content for m in messages],
-            "status": [str(m.status) for m in messages],
-            "usage": [None if m.usage is None else m.usage.model_dump_json()
-                      for m in messages],
-            "pmid": [m.provider_message_id for m in messages],
-            "created": [m.created_at for m in messages],
-            "metadata": [_dumps(m.metadata) if m.metadata else None for m in messages],
-            "parts": [dump_parts(m.parts) for m in messages],
+            **dict(zip(_ONE_STATEMENT_ARRAYS, map(list, columns), strict=True)),
         }  # fmt: skip
-        template = _ONE_STATEMENT.replace("{update}", "" if usage is None else _ONE_STATEMENT_UPDATE)
+        template = _APPEND_ONE if usage is None else _COMMIT_ONE
         if usage is not None:
             params.update(
                 now=time.time(), inp=usage.input_tokens, out=usage.output_tokens,
                 cac=usage.cached_tokens,
-                state=None if provider_state is None else _dumps(provider_state),
+                state=None if provider_state is None else dump_json(provider_state),
             )  # fmt: skip
         lock_key: int | None = None
         try:
@@ -631,7 +615,8 @@ class PostgresSessionStorage(ISessionStorage):
         return with_seqs(messages, int(row[0]) - len(messages))
 
     async def _connect(self) -> Any:
-        """A fresh connection outside the pool (for resolving a lost COMMIT)."""
+        """A fresh connection outside the pool (the primary, or one resolving a lost
+        answer)."""
         import psycopg
 
         return await psycopg.AsyncConnection.connect(
@@ -773,9 +758,7 @@ def _record_json(record: SessionRecord) -> dict[str, Any]:
 
 
 def _tools_json(record: SessionRecord) -> str | None:
-    if not record.tools:
-        return None
-    return json.dumps(record.tools, ensure_ascii=False, separators=(",", ":"))
+    return dump_json(record.tools) if record.tools else None
 
 
 def _record_from_row(row: Sequence[Any]) -> SessionRecord:
