@@ -117,9 +117,6 @@ class SQLiteStorageConfig(BaseModel):
     )
 
 
-_stat = os.stat
-
-
 def _is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
@@ -414,7 +411,7 @@ class SQLiteSessionStorage(ISessionStorage):
             return None
         st = os.stat(self.db_path)
         try:
-            wal = os.stat(self.db_path + "-wal")
+            wal = os.stat(self._wal_path)
         except FileNotFoundError:
             return (st.st_dev, st.st_ino), None
         return (st.st_dev, st.st_ino), (wal.st_dev, wal.st_ino)
@@ -436,23 +433,14 @@ class SQLiteSessionStorage(ISessionStorage):
         want = self._identity
         if want is None:
             return
-        # Inlined _file_identity: this runs twice per write.
-        (dev, ino), wal = want
         try:
-            st = _stat(self.db_path)
-            if st.st_ino == ino and st.st_dev == dev:
-                try:
-                    ws = _stat(self._wal_path)
-                except FileNotFoundError:
-                    ws = None
-                if wal is None:
-                    if ws is not None:  # the WAL did not exist yet at the open
-                        self._identity = ((dev, ino), (ws.st_dev, ws.st_ino))
-                    return
-                if ws is not None and ws.st_ino == wal[1] and ws.st_dev == wal[0]:
-                    return
+            got = self._file_identity()
         except OSError:
-            pass
+            got = None
+        if got is not None and got[0] == want[0] and want[1] in (None, got[1]):
+            if want[1] is None:
+                self._identity = got  # the WAL did not exist yet at the open
+            return
         self._broken = (
             f"SQLite database {self.db_path} was deleted, moved or replaced while open "
             "(the file at that path is not the one this storage opened), so this write "
@@ -839,7 +827,7 @@ class SQLiteSessionStorage(ISessionStorage):
         if self.db_path == ":memory:":
             return True
         try:
-            return os.stat(self.db_path + "-wal").st_size <= _INLINE_CLOSE_WAL_BYTES
+            return os.stat(self._wal_path).st_size <= _INLINE_CLOSE_WAL_BYTES
         except OSError:
             return True
 
