@@ -21,7 +21,7 @@ from langswarm_runtime.session.storage.base import (
     pending_seqs,
     with_seqs,
 )
-from langswarm_runtime.session.storage.blobs import blob_refs, dump_parts, load_parts, split_media
+from langswarm_runtime.session.storage.blobs import blob_refs, load_parts, split_media
 from langswarm_runtime.session.text import check_turn
 from langswarm_storage_postgres.blobs import drop_references, keep_blobs
 from langswarm_storage_postgres.config import PostgresStorageConfig
@@ -633,8 +633,6 @@ class PostgresSessionStorage(ISessionStorage):
         messages: Sequence[Message],
     ) -> list[Message]:
         """The statements of one append or commit, inside its transaction."""
-        from psycopg.types.json import Jsonb
-
         # Taking the counter locks the session row until commit, so writers on any
         # host get disjoint, increasing seq ranges and commit in seq order.
         cur = await conn.execute(self._t(take[0]), take[1])
@@ -652,23 +650,17 @@ class PostgresSessionStorage(ISessionStorage):
                 ),
                 (session_id, pending),
             )
-        stored = [m.model_copy(update={"seq": first + i}) for i, m in enumerate(messages)]
-        if stored:
+        if messages:
             async with conn.cursor() as c:
                 await c.executemany(
                     self._t(
                         f"INSERT INTO {{s}}.messages (session_id, {_MESSAGE_COLUMNS}) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, "
+                        "COALESCE(%s::jsonb, '{{}}'::jsonb), %s)"
                     ),
-                    [
-                        (session_id, m.seq, m.role, m.content, str(m.status),
-                         None if m.usage is None else Jsonb(m.usage.model_dump()),
-                         m.provider_message_id, m.created_at, Jsonb(m.metadata),
-                         dump_parts(m.parts))
-                        for m in stored
-                    ],
+                    [(session_id, first + i, *message_row(m)) for i, m in enumerate(messages)],
                 )
-        return stored
+        return with_seqs(messages, first)
 
     async def load_messages(
         self,
