@@ -123,3 +123,46 @@ async def test_failures_are_error_results_not_exceptions() -> None:
     assert "extra" in results[3].content
     assert results[4].content == '{"sum": 42}'
     assert all(r.name == c.name for r, c in zip(results, calls, strict=True))
+
+
+async def test_a_single_call_keeps_its_timeout_and_errors() -> None:
+    @tool
+    async def slow() -> str:
+        await asyncio.sleep(10)
+        return "late"
+
+    @tool
+    def boom() -> None:
+        raise ValueError("bad input")
+
+    (late,) = await run_tool_calls([ToolCall(id="1", name="slow")], {"slow": slow}, timeout=0.05)
+    assert (late.is_error, late.content) == (True, "tool slow timed out after 0.05s")
+    (failed,) = await run_tool_calls([ToolCall(id="2", name="boom")], {"boom": boom})
+    assert (failed.is_error, failed.content) == (True, "tool boom failed: ValueError: bad input")
+
+
+async def test_cancelling_the_caller_cancels_a_running_tool_and_is_not_a_timeout() -> None:
+    """A single call runs in the caller's task: cancelling that task must reach the
+    tool and come out as CancelledError, never as a 'timed out' result."""
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @tool
+    async def wait_forever() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    task = asyncio.create_task(
+        run_tool_calls([ToolCall(id="1", name="wait_forever")], {"wait_forever": wait_forever},
+                       timeout=5)  # fmt: skip
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled.is_set()

@@ -19,13 +19,19 @@ async def run_tool_calls(
     calls: Sequence[ToolCall], tools: Mapping[str, Tool], *, timeout: float = 30.0
 ) -> list[ToolResult]:
     """Run every call (all of them must name a tool in ``tools``) at once; one result per
-    call, in the order of ``calls``."""
+    call, in the order of ``calls``. A single call runs in the caller's task (no task of
+    its own: most rounds have one call, and each task costs the loop a few iterations)."""
+    if len(calls) == 1:
+        return [await _run_one(calls[0], tools[calls[0].name], timeout)]
     return list(await asyncio.gather(*(_run_one(c, tools[c.name], timeout) for c in calls)))
 
 
 async def _run_one(call: ToolCall, tool: Tool, timeout: float) -> ToolResult:
     try:
-        content = await asyncio.wait_for(tool.run(call.arguments), timeout)
+        # asyncio.timeout, not wait_for: no extra task; a cancellation from outside still
+        # propagates as CancelledError, only the deadline becomes TimeoutError.
+        async with asyncio.timeout(timeout):
+            content = await tool.run(call.arguments)
     except (ToolArgumentsError, ToolFailed) as exc:
         return _error(call, str(exc) or f"tool {call.name} failed")
     except TimeoutError:
