@@ -88,6 +88,48 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[1].strip()
 
 
+#: The SDK method each provider's call goes through, on both sides (``SdkClock``).
+SDK_METHODS = {
+    "openai": ("openai.resources.responses", "AsyncResponses", "create"),
+    "anthropic": ("anthropic.resources.messages", "AsyncMessages", "create"),
+    "gemini": ("google.genai.models", "AsyncModels", "generate_content"),
+    "cohere": ("cohere.v2.client", "AsyncV2Client", "chat"),
+    "mistral": ("mistralai.client.chat", "Chat", "complete_async"),
+}
+
+
+class SdkClock:
+    """Time spent inside the provider SDK's call method, whoever calls it (``--breakdown``):
+    the method is wrapped on its class, so the runtime's adapter and the raw baseline
+    are timed by the same clock. ``take()`` returns the seconds since the last take."""
+
+    def __init__(self, kind: str) -> None:
+        import importlib
+
+        module, cls_name, method = SDK_METHODS[kind]
+        self.cls = getattr(importlib.import_module(module), cls_name)
+        self.method = method
+        self.original = getattr(self.cls, method)
+        self.spent = 0.0
+        original, clock = self.original, self
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                clock.spent += time.perf_counter() - t0
+
+        setattr(self.cls, method, timed)
+
+    def take(self) -> float:
+        spent, self.spent = self.spent, 0.0
+        return spent
+
+    def remove(self) -> None:
+        setattr(self.cls, self.method, self.original)
+
+
 # -- raw SDK clients: the baseline ---------------------------------------------------------
 
 
@@ -217,6 +259,8 @@ async def bench_provider(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lsw-overhead-") as tmpdir:
         manager, session = await runtime_session(kind, url, Path(tmpdir), sync)
+        # Before the raw client exists: some SDK clients bind their call method at init.
+        clock = SdkClock(kind) if breakdown else None
         call, close = raw_client(kind, url)
         history = prefill()
         times: dict[str, list[float]] = {"runtime": [], "raw_sdk": []}
@@ -239,6 +283,7 @@ async def bench_provider(
             return elapsed, cpu
 
         phases = Phases(session) if breakdown else None
+        in_sdk: dict[str, list[float]] = {"runtime": [], "raw_sdk": []}
         try:
             for i in range(warmup + turns):
                 if phases and i == warmup:
@@ -246,14 +291,20 @@ async def bench_provider(
                 text = f"question {HISTORY // 2 + i}: what about item {i}?"
                 order = [("runtime", run_runtime), ("raw_sdk", run_raw)]
                 for side, fn in order if i % 2 == 0 else reversed(order):
+                    if clock:
+                        clock.take()
                     elapsed, cpu = await fn(text)
+                    spent = clock.take() if clock else 0.0
                     if i >= warmup:
                         times[side].append(elapsed)
                         cpus[side].append(cpu)
+                        in_sdk[side].append(spent)
             stored = len(await session.get_history())
         finally:
             if phases:
                 phases.remove()
+            if clock:
+                clock.remove()
             await close()
             await manager.close()
     assert stored == HISTORY + 2 * (warmup + turns)
@@ -276,6 +327,13 @@ async def bench_provider(
     result["ratio"] = round(med_rt / med_raw, 3)
     if phases:
         result["runtime_phases_median_ms"] = phases.summary()
+        # The same SDK method on both sides: equal figures mean the SDK's own work is
+        # not what the runtime adds; "outside" is each side's turn minus its SDK call.
+        result["sdk_call_median_ms"] = {k: _ms(statistics.median(v)) for k, v in in_sdk.items()}
+        result["outside_sdk_median_ms"] = {
+            k: _ms(statistics.median(t - s for t, s in zip(times[k], in_sdk[k], strict=True)))
+            for k in times
+        }
     return result
 
 

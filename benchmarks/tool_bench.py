@@ -20,6 +20,13 @@ The emulator runs in its own process. Per provider: median per-turn wall time of
 sides, and the runtime's added time per round ((runtime - raw) / 3). Target: at most
 1 ms per round.
 
+``--breakdown``: also where each side's turn goes (medians per turn, ms): the time inside
+the SDK's call method (the same clock on both sides), and on the runtime side its durable
+writes (``_write`` of the SQLite storage: the pending steps and the commit), the tool runs,
+building the requests, the adapters' own work (their ``send`` minus the SDK call) and the
+rest of ``send_message``. ``--async-tool``: the tool as an ``async def`` (run on the event
+loop) instead of a plain function (run on a worker thread).
+
 ``--media``: the blob store instead: one 1 MiB image sent in 1,000 turns of one session
 (SQLite), and the growth of the database file (target: about 1 MiB, not 1 GiB).
 """
@@ -40,7 +47,7 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead_bench import KEY, MODELS, start_emulator
+from overhead_bench import KEY, MODELS, SdkClock, start_emulator
 
 from langswarm_runtime import SessionManager
 from langswarm_runtime.session.models import SessionBackend
@@ -69,6 +76,61 @@ def step_result(n: int) -> str:
 def step(n: int) -> str:
     """One step of a job; its result says what to do next."""
     return step_result(n)
+
+
+@tool(name="step")
+async def async_step(n: int) -> str:
+    """One step of a job; its result says what to do next."""
+    return step_result(n)
+
+
+class Breakdown:
+    """Where a runtime turn's time goes (``--breakdown``), by wrapping the session's
+    storage, tool runner, request builder and adapter on these objects only."""
+
+    PARTS = ("writes", "tools", "request", "adapter")
+
+    def __init__(self, kind: str, session: Any, storage: Any) -> None:
+        import langswarm_runtime.session.session as session_module
+
+        self.clock = SdkClock(kind)
+        self.spent: dict[str, float] = dict.fromkeys(self.PARTS, 0.0)
+        self.module = session_module
+        self.run_tool_calls = session_module.run_tool_calls
+        self.undo: list[tuple[Any, str]] = [(storage, "_write"), (session, "_build_request"),
+                                           (session._provider, "send")]  # fmt: skip
+        self._wrap(storage, "_write", "writes")
+        self._wrap(session, "_build_request", "request")
+        self._wrap(session._provider, "send", "adapter")
+        session_module.run_tool_calls = self._timed(self.run_tool_calls, "tools")  # type: ignore[assignment]
+
+    def _timed(self, fn: Callable[..., Awaitable[Any]], part: str) -> Any:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self.spent[part] += time.perf_counter() - t0
+
+        return timed
+
+    def _wrap(self, obj: Any, name: str, part: str) -> None:
+        setattr(obj, name, self._timed(getattr(obj, name), part))
+
+    def take(self, total: float) -> dict[str, float]:
+        """This turn's parts (seconds), then start over."""
+        sdk = self.clock.take()
+        parts = {"sdk": sdk, **self.spent}
+        parts["adapter"] -= sdk  # the adapter's own work around the SDK call
+        parts["rest"] = total - sum(parts.values())
+        self.spent = dict.fromkeys(self.PARTS, 0.0)
+        return parts
+
+    def remove(self) -> None:
+        self.clock.remove()
+        self.module.run_tool_calls = self.run_tool_calls  # type: ignore[assignment]
+        for obj, name in self.undo:
+            obj.__dict__.pop(name, None)
 
 
 RawTurn = Callable[[str], Awaitable[str]]
@@ -208,17 +270,24 @@ def raw_loop(kind: str, url: str) -> tuple[RawTurn, Callable[[], Awaitable[None]
     raise ValueError(f"unknown provider {kind!r}")
 
 
-async def bench_provider(kind: str, url: str, turns: int, warmup: int) -> dict[str, Any]:
+async def bench_provider(
+    kind: str, url: str, turns: int, warmup: int, breakdown: bool = False,
+    async_tool: bool = False,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lsw-tools-") as tmpdir:
         cfg = Path(tmpdir) / "swarm.yaml"
         cfg.write_text(CONFIG.format(db=Path(tmpdir) / "s.db", kind=kind, model=MODELS[kind],
                                      key=KEY, url=url), encoding="utf-8")  # fmt: skip
         manager = SessionManager.from_config(cfg)
         session = await manager.create_session(
-            user_id="bench", provider="p", backend=SessionBackend.HYBRID, tools=[step]
+            user_id="bench", provider="p", backend=SessionBackend.HYBRID,
+            tools=[async_step if async_tool else step],
         )
+        # Before the raw client exists: some SDK clients bind their call method at init.
+        split = Breakdown(kind, session, manager.storage) if breakdown else None
         raw, close = raw_loop(kind, url)
         times: dict[str, list[float]] = {"runtime": [], "raw_loop": []}
+        parts: dict[str, list[dict[str, float]]] = {"runtime": [], "raw_loop": []}
         expected = "tool step returned done"
 
         async def run_runtime(text: str) -> float:
@@ -240,21 +309,36 @@ async def bench_provider(kind: str, url: str, turns: int, warmup: int) -> dict[s
                 order = [("runtime", run_runtime), ("raw_loop", run_raw)]
                 for side, fn in order if i % 2 == 0 else reversed(order):
                     elapsed = await fn('call step {"n": 1}')
+                    if split:
+                        turn_parts = split.take(elapsed)
+                        if side == "raw_loop":  # only the SDK clock ran
+                            turn_parts = {"sdk": turn_parts["sdk"],
+                                          "rest": elapsed - turn_parts["sdk"]}  # fmt: skip
+                        if i >= warmup:
+                            parts[side].append(turn_parts)
                     if i >= warmup:
                         times[side].append(elapsed)
             stored = len(await session.get_history())
         finally:
+            if split:
+                split.remove()
             await close()
             await manager.close()
     assert stored == (warmup + turns) * (2 + 2 * ROUNDS), stored
     med = {side: statistics.median(v) * 1e3 for side, v in times.items()}
     paired = statistics.median(a - b for a, b in zip(times["runtime"], times["raw_loop"]))
-    return {
+    result: dict[str, Any] = {
         "runtime_median_ms": round(med["runtime"], 3),
         "raw_loop_median_ms": round(med["raw_loop"], 3),
         "added_per_round_ms": round((med["runtime"] - med["raw_loop"]) / ROUNDS, 3),
         "added_per_round_paired_ms": round(paired * 1e3 / ROUNDS, 3),
     }
+    if split:
+        result["breakdown_median_ms_per_turn"] = {
+            side: {k: round(statistics.median(p[k] for p in rows) * 1e3, 3) for k in rows[0]}
+            for side, rows in parts.items()
+        }
+    return result
 
 
 async def bench_media(turns: int = 1000) -> dict[str, Any]:
@@ -291,6 +375,10 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--providers", default=",".join(PROVIDERS))
     parser.add_argument("--media", action="store_true")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the parts of each turn (adds a few us)")
+    parser.add_argument("--async-tool", action="store_true",
+                        help="the tool as an async def, run on the event loop")
     args = parser.parse_args()
     if args.media:
         print(json.dumps({"media": await bench_media()}, indent=2))
@@ -299,11 +387,13 @@ async def main() -> None:
     try:
         results = {}
         for kind in args.providers.split(","):
-            results[kind] = await bench_provider(kind, f"{url}/{kind}", args.turns, args.warmup)
+            results[kind] = await bench_provider(kind, f"{url}/{kind}", args.turns, args.warmup,
+                                                 args.breakdown, args.async_tool)
             print(f"{kind}: {results[kind]}", file=sys.stderr)
     finally:
         proc.kill()
-    print(json.dumps({"rounds_per_turn": ROUNDS, "providers": results}, indent=2))
+    print(json.dumps({"rounds_per_turn": ROUNDS, "async_tool": args.async_tool,
+                      "providers": results}, indent=2))
 
 
 if __name__ == "__main__":

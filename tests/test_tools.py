@@ -157,10 +157,8 @@ async def test_cancelling_the_caller_cancels_a_running_tool_and_is_not_a_timeout
             raise
         return "never"
 
-    task = asyncio.create_task(
-        run_tool_calls([ToolCall(id="1", name="wait_forever")], {"wait_forever": wait_forever},
-                       timeout=5)  # fmt: skip
-    )
+    calls = [ToolCall(id="1", name="wait_forever")]
+    task = asyncio.create_task(run_tool_calls(calls, {"wait_forever": wait_forever}, timeout=5))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
