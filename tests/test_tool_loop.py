@@ -89,6 +89,45 @@ async def test_runtime_runs_tools_until_the_model_answers(tmp_path: Path) -> Non
     assert session.tools == [weather.spec]
 
 
+@tool
+async def step(n: int) -> str:
+    """One step of a job; its result asks for the next."""
+    return f'call step {{"n": {n + 1}}}' if n < 3 else "done"
+
+
+async def test_each_step_of_a_turn_is_made_portable_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool turn sends its earlier steps again on every call; each is translated for
+    the provider once (then kept by object), not once per call. Then, committed, once
+    more by seq, and never again on later turns."""
+    from langswarm_runtime.providers import portable
+
+    translated: list[str] = []
+    real = portable.for_provider
+
+    def counting(messages: list[Message], **kwargs: Any) -> list[Message]:
+        translated.extend(m.role for m in messages)
+        return real(messages, **kwargs)
+
+    monkeypatch.setattr(portable, "for_provider", counting)
+    async with _manager(tmp_path / "s.db") as mgr:
+        session = await mgr.create_session(user_id="u", provider="echo", tools=[step],
+                                           backend="hybrid")  # fmt: skip
+        reply = await session.send_message('call step {"n": 1}')
+        assert reply.content == "tool step returned done"
+        # 3 rounds: 3 assistant calls + 3 tool results, each once (was 2 + 4 + 6).
+        assert sorted(translated) == ["assistant"] * 3 + ["tool"] * 3
+        translated.clear()
+        await session.send_message('call step {"n": 3}')
+        # The previous turn's 6 committed steps, now by seq, and this turn's 2 steps.
+        assert sorted(translated) == ["assistant"] * 4 + ["tool"] * 4
+        translated.clear()
+        await session.send_message("hello")
+        assert sorted(translated) == ["assistant"] + ["tool"]  # only the last turn's
+        assert len(await session.get_history()) == 8 + 4 + 2
+
+
 async def test_parallel_calls_run_concurrently(tmp_path: Path) -> None:
     async with _manager(tmp_path / "s.db") as mgr:
         session = await mgr.create_session(user_id="u", provider="echo", tools=[slow])

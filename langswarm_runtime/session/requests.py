@@ -30,8 +30,9 @@ class RequestBuilder:
     _context: ContextConfig
     _tail: TailCache
     _pending_seq: int | None
-    #: Committed messages as this provider receives them: seq -> (stored, sent).
-    _wire_cache: dict[int, tuple[Message, Message]]
+    #: Messages as this provider receives them: seq (committed ones) or
+    #: ``("step", id)`` (a running turn's steps) -> (message, sent).
+    _wire_cache: dict[int | tuple[str, int], tuple[Message, Message]]
     _wire_key: tuple[Any, ...] | None
 
     if TYPE_CHECKING:
@@ -79,17 +80,19 @@ class RequestBuilder:
 
     async def _portable(self, messages: list[Message]) -> list[Message]:
         """Messages as this provider may receive them: foreign reasoning left out, call
-        ids in its form, stored media with their bytes. Committed messages without media
-        are translated once per provider and model and then served from a cache (a
-        tool-heavy context would otherwise be walked again on every call of a loop)."""
+        ids in its form, stored media with their bytes. Messages without media are
+        translated once per provider and model and then served from a cache: committed
+        ones by seq, a running turn's steps (never changed once made, and sent again on
+        every later call of the turn) by object. A tool-heavy context would otherwise be
+        walked again on every call of a loop."""
         if not any(m.parts for m in messages):
             return messages
         from langswarm_runtime.providers.portable import for_provider
 
         provider = self._provider
-        key = (provider.provider_type, self._record.model, provider.call_id_pattern)
-        if self._wire_key != key:
-            self._wire_key, self._wire_cache = key, {}
+        style = (provider.provider_type, self._record.model, provider.call_id_pattern)
+        if self._wire_key != style:
+            self._wire_key, self._wire_cache = style, {}
         cache = self._wire_cache
         out: list[Message] = []
         for message in messages:
@@ -97,8 +100,12 @@ class RequestBuilder:
                 out.append(message)
                 continue
             seq = message.seq
-            hit = cache.get(seq) if seq is not None else None
-            if hit is not None and hit[0] is message:
+            committed = message.status is MessageStatus.COMMITTED and seq is not None
+            key: int | tuple[str, int] = (
+                seq if committed and seq is not None else ("step", id(message))
+            )
+            hit = cache.get(key)
+            if hit is not None and hit[0] is message:  # the entry keeps it alive: same id
                 out.append(hit[1])
                 continue
             (done,) = await self._with_media(for_provider(
@@ -107,12 +114,10 @@ class RequestBuilder:
                 model=self._record.model,
                 wire_call_id=provider.wire_call_id if provider.call_id_pattern else None,
             ))  # fmt: skip
-            # Not cached: messages holding media bytes (memory), and uncommitted steps.
-            cacheable = message.status is MessageStatus.COMMITTED and not _has_media(done)
-            if seq is not None and cacheable:
+            if not _has_media(done):  # media bytes are never kept (memory)
                 if len(cache) >= _WIRE_CACHE_SIZE:
                     cache.clear()
-                cache[seq] = (message, done)
+                cache[key] = (message, done)
             out.append(done)
         return out
 

@@ -117,7 +117,7 @@ class Session(RequestBuilder, ToolCalls):
         self._owed: list[ToolCall] | None = None
         self._specs: tuple[list[dict[str, Any]], list[ToolSpec]] | None = None
         #: Committed messages as this provider receives them: seq -> (stored, sent).
-        self._wire_cache: dict[int, tuple[Message, Message]] = {}
+        self._wire_cache: dict[int | tuple[str, int], tuple[Message, Message]] = {}
         self._wire_key: tuple[Any, ...] | None = None
         #: Call ids of the round a resumed turn answers, in call order.
         self._round_order: list[str] = []
