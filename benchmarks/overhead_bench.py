@@ -1,7 +1,8 @@
 """Provider overhead benchmark: what the runtime adds to a turn, per provider, as JSON.
 
     python3 benchmarks/overhead_bench.py [--turns 300] [--warmup 30] [--providers openai,...]
-                                         [--synchronous NORMAL|FULL] [--profile PROVIDER]
+                                         [--synchronous NORMAL|FULL|MEMORY] [--breakdown]
+                                         [--profile PROVIDER]
 
 For each provider, side by side in one run (turns interleaved, the order flipped every
 turn so neither side always runs on a warmer cache):
@@ -10,7 +11,9 @@ turn so neither side always runs on a warmer cache):
   (SQLite in a temp dir, default middleware: none), whose stored history was pre-filled
   with 50 messages; ``context.max_messages: 50``, so every call sends system prompt + 50
   messages + the new one, and every turn makes its durable writes (pending user message,
-  committed turn, session record).
+  committed turn, session record). ``--synchronous MEMORY``: the in-memory storage
+  instead of SQLite, so nothing is written durably: the difference to a SQLite run is
+  what the durable writes cost.
 - ``raw_sdk``: the provider's official async SDK client, called directly with the same
   shape of message list (system + the last 50 messages + the new one, kept in a Python
   list), the way an application without the runtime would.
@@ -18,6 +21,9 @@ turn so neither side always runs on a warmer cache):
 Both talk to the same provider emulator, which runs in its own process (so its work does
 not compete with the client for the GIL) and answers at once. Per provider: median and
 p90 per-turn wall time for both sides, the difference of the medians in ms, and the ratio.
+
+``--breakdown`` also times the steps of ``send_message`` and the SDK call itself on both
+sides (the same clock), and each side's time outside its SDK call.
 
 ``--profile openai`` runs only the runtime side of that provider under cProfile and prints
 where its time goes (cumulative, top functions), to find what the overhead is made of.
@@ -59,7 +65,7 @@ SYSTEM = "You are a concise assistant."
 HISTORY = 50
 CONFIG = """\
 version: 1
-storage: {{type: sqlite, path: "{db}", synchronous: {sync}}}
+storage: {storage}
 providers:
   p:
     type: {kind}
@@ -236,9 +242,12 @@ def prefill() -> list[dict[str, str]]:
 
 async def runtime_session(kind: str, url: str, tmp: Path, sync: str) -> tuple[Any, Any]:
     cfg = tmp / f"{kind}.yaml"
-    cfg.write_text(CONFIG.format(db=tmp / f"{kind}.db", sync=sync, kind=kind,
-                                 model=MODELS[kind], key=KEY, url=url, history=HISTORY),
-                   encoding="utf-8")
+    # sync "MEMORY": the in-memory storage (no durable writes), to tell what the
+    # storage costs from what the rest of the runtime does.
+    storage = ("{type: memory}" if sync == "MEMORY" else
+               f'{{type: sqlite, path: "{tmp / f"{kind}.db"}", synchronous: {sync}}}')  # fmt: skip
+    cfg.write_text(CONFIG.format(storage=storage, kind=kind, model=MODELS[kind], key=KEY,
+                                 url=url, history=HISTORY), encoding="utf-8")  # fmt: skip
     manager = SessionManager.from_config(cfg)
     session = await manager.create_session(
         user_id="bench", provider="p", backend=SessionBackend.HYBRID, system_prompt=SYSTEM
@@ -348,7 +357,9 @@ class Phases:
     ``begin``: validation, outgoing middleware, durable pending record; ``context``:
     building the request, i.e. reading and cutting the stored history; ``provider``: the
     adapter (request mapping, SDK, HTTP, reply mapping); ``finish``: the atomic commit of
-    the turn and the session record update (the incoming chain runs just before it)."""
+    the turn and the session record update (the incoming chain runs just before it).
+    ``pending_write`` and ``commit_write``: the storage calls alone inside ``begin`` and
+    ``finish`` (the durable writes)."""
 
     STEPS: ClassVar[dict[str, str]] = {"begin": "_begin", "context": "_build_request", "finish": "_commit"}
 
@@ -360,6 +371,9 @@ class Phases:
         provider = session._provider
         provider.send = self._timed("provider", provider.send)
         self.provider = provider
+        storage = self.storage = session._storage
+        storage.append_messages = self._timed("pending_write", storage.append_messages)
+        storage.commit_turn = self._timed("commit_write", storage.commit_turn)
 
     def _timed(self, phase: str, fn: Callable[..., Awaitable[Any]]) -> Any:
         async def timed(*args: Any, **kwargs: Any) -> Any:
@@ -378,6 +392,8 @@ class Phases:
         for attr in self.STEPS.values():
             self.session.__dict__.pop(attr, None)
         self.provider.__dict__.pop("send", None)
+        self.storage.__dict__.pop("append_messages", None)
+        self.storage.__dict__.pop("commit_turn", None)
 
     def summary(self) -> dict[str, float]:
         return {k: _ms(statistics.median(v)) for k, v in self.samples.items()}
@@ -462,7 +478,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--providers", default=",".join(PROVIDERS))
-    parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
+    parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL", "MEMORY"],
+                        help="SQLite's level, or MEMORY: the in-memory storage instead")
     parser.add_argument("--profile", metavar="PROVIDER", help="cProfile the runtime side only")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each step of send_message (adds a few µs)")

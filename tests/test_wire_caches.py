@@ -142,3 +142,74 @@ def test_nothing_holding_media_bytes_is_kept() -> None:
                                                        image.without_data()]}), history[1]]
     histories.get(without, "s", lambda: 1)
     assert len(histories) == 1  # the same history without the bytes is kept
+
+
+def _windows(full: list[Message], size: int) -> list[list[Message]]:
+    """The histories of consecutive turns: the same stored messages, a new list each
+    time, the window moving by one whole turn (4 messages) per turn."""
+    return [list(full[start:start + size]) for start in range(0, len(full) - size + 1, 4)]
+
+
+@pytest.mark.parametrize("adapter", list(TRANSLATIONS))
+def test_a_moving_window_sends_what_a_fresh_translation_does(adapter: str) -> None:
+    translate = TRANSLATIONS[adapter]
+    full = _history(12)
+    summary = Message(role="summary", content="earlier: twelve questions", seq=0)
+    for window in [*_windows(full, 20), [summary, *full[8:28]]]:
+        for round_ in (0, 2):
+            conversation = [*window, *_steps(window, round_)]
+            assert json.dumps(translate(conversation, window)) == json.dumps(
+                translate(list(conversation), None)
+            )
+
+
+KEPT_BY_TURN = ["cohere", "mistral", "chat_completions", "openai_responses"]
+
+
+@pytest.mark.parametrize("adapter", KEPT_BY_TURN)
+def test_a_new_turns_history_reuses_the_kept_turns(adapter: str) -> None:
+    """The next turn's window shares all its turns but the newest with the one before:
+    their wire forms are the very objects sent before (kept, not made again)."""
+    translate = TRANSLATIONS[adapter]
+    full = _history(8)
+    before, after = _windows(full, 20)[:2]  # after = before minus its first turn + one
+    sent_before = translate([*before, *_steps(before, 0)], before)
+    sent_after = translate([*after, *_steps(after, 0)], after)
+    # The wire forms of the 4 shared turns: in `before` they follow its first turn.
+    first_turn = len(translate(before[:4], None))
+    shared = len(translate(before[4:], None))
+    if adapter != "openai_responses":  # the system/summary-free chat lists: same layout
+        assert shared == len(translate(after[:16], None))
+    reused = [a is b for a, b in zip(sent_after[:shared],
+                                     sent_before[first_turn:first_turn + shared])]  # fmt: skip
+    assert reused and all(reused)
+    assert json.dumps(sent_after) == json.dumps(translate([*after, *_steps(after, 0)], None))
+
+
+def test_turns_holding_media_bytes_are_not_kept() -> None:
+    from langswarm_runtime.providers._kept import KeptTurns
+    from langswarm_runtime.session.parts import ImagePart
+
+    image = ImagePart.from_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")
+    history = [Message(role="user", parts=[TextPart(text="look"), image], seq=1),
+               Message(role="assistant", content="a cat", seq=2),
+               Message(role="user", content="and now?", seq=3),
+               Message(role="assistant", content="a dog", seq=4)]  # fmt: skip
+    turns: KeptTurns[str, None] = KeptTurns()
+    made: list[int] = []
+
+    def make(piece: Any) -> tuple[list[str], None]:
+        made.append(len(piece))
+        return [m.content for m in piece], None
+
+    for _ in range(2):
+        wire, _state, keepable = turns.translate(history, "s", make, None)
+        assert not keepable
+        assert wire == ["look", "a cat", "and now?", "a dog"]
+    assert made == [2, 2, 2] and len(turns) == 1  # the media turn made each time
+    # Through an adapter: neither the history nor its media turn is kept.
+    before = len(_openai_style._TURNS)
+    _openai_style.to_messages([*history, Message(role="user", content="more")],
+                              _openai_style.COHERE, history=history)  # fmt: skip
+    assert (id(history), "cohere") not in _openai_style._HISTORIES._entries
+    assert len(_openai_style._TURNS) == before + 1  # only the turn without bytes

@@ -2,9 +2,10 @@
 
 A hybrid tool loop sends the same history list on every call of a turn (the session
 passes the same list object; neither the list nor its committed messages are ever
-changed in place), and chat-style adapters see the same stored messages on every turn.
-Their wire forms are kept here, by object, bounded, and shared by the calls that use
-them: callers never change a kept value (they copy what they must change).
+changed in place), and every turn sends mostly the same stored messages as the one
+before: the window moves by whole turns. Their wire forms are kept here, by object,
+bounded, and shared by the calls that use them: callers never change a kept value (they
+copy what they must change).
 
 Nothing holding media bytes is kept: those messages are rebuilt with their bytes on
 every call (the session does not cache them either), and keeping them would keep the
@@ -14,14 +15,17 @@ bytes alive.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import is_
 from typing import Generic, TypeVar
 
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import FilePart, ImagePart
 
-__all__ = ["KeptHistories", "KeptMessages", "holds_bytes"]
+__all__ = ["KeptHistories", "KeptMessages", "KeptTurns", "holds_bytes"]
 
 T = TypeVar("T")
+W = TypeVar("W")
+S = TypeVar("S")
 
 
 def holds_bytes(message: Message) -> bool:
@@ -46,15 +50,25 @@ class KeptHistories(Generic[T]):
             return 0
         return n
 
-    def get(self, history: Sequence[Message], style: str, make: Callable[[], T]) -> T:
+    def get(
+        self,
+        history: Sequence[Message],
+        style: str,
+        make: Callable[[], T],
+        keep: Callable[[T], bool] | None = None,
+    ) -> T:
         """The kept translation of ``history`` in ``style``, made now if there is none
-        (and kept unless the history holds media bytes)."""
+        (and kept unless the history holds media bytes; ``keep``, when given, tells
+        that from the made value instead of a look at every message)."""
         key = (id(history), style)
         hit = self._entries.get(key)
         if hit is not None and hit[0] is history:  # the entry keeps it alive: same id
             return hit[1]
         value = make()
-        if any(m.parts and holds_bytes(m) for m in history):
+        if keep is not None:
+            if not keep(value):
+                return value
+        elif any(m.parts and holds_bytes(m) for m in history):
             return value
         if len(self._entries) >= self._size:
             self._entries.clear()
@@ -84,3 +98,65 @@ class KeptMessages(Generic[T]):
             self._entries.clear()
         self._entries[key] = (message, value)
         return value
+
+
+class KeptTurns(Generic[W, S]):
+    """Wire forms of a history's whole turns, by their message objects and a style key.
+
+    A history is cut before each ``user`` message (a turn's first), and each piece is
+    translated on its own: for the translators that use this, that gives exactly the
+    translation of the whole list (nothing carries across a user message but the state
+    ``make`` returns, which only the messages after the history read). A new turn's
+    history shares all its turns but the newest with the one before, so its translation
+    is mostly kept pieces."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._entries: dict[
+            tuple[int, int, str], tuple[tuple[Message, ...], tuple[list[W], S]]
+        ] = {}
+
+    def translate(
+        self,
+        history: Sequence[Message],
+        style: str,
+        make: Callable[[Sequence[Message]], tuple[list[W], S]],
+        empty: S,
+    ) -> tuple[list[W], S, bool]:
+        """``(wire, state, keepable)`` of ``history``: the pieces' wire forms in order,
+        the last piece's state (``empty`` for an empty history), and whether no piece
+        holds media bytes (then the whole may be kept too)."""
+        out: list[W] = []
+        state = empty
+        keepable = True
+        start = 0
+        end = len(history)
+        for i in range(1, end + 1):
+            if i == end or history[i].role == "user":
+                wire, state, kept = self._piece(history[start:i], style, make)
+                out += wire
+                keepable = keepable and kept
+                start = i
+        return out, state, keepable
+
+    def _piece(
+        self,
+        piece: Sequence[Message],
+        style: str,
+        make: Callable[[Sequence[Message]], tuple[list[W], S]],
+    ) -> tuple[list[W], S, bool]:
+        key = (id(piece[0]), len(piece), style)
+        hit = self._entries.get(key)
+        # The entry keeps its messages alive, so equal ids are the same objects.
+        if hit is not None and all(map(is_, hit[0], piece)):
+            return (*hit[1], True)
+        wire, state = make(piece)
+        if any(m.parts and holds_bytes(m) for m in piece):
+            return wire, state, False
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[key] = (tuple(piece), (wire, state))
+        return wire, state, True
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -23,7 +23,7 @@ from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
-from langswarm_runtime.providers._kept import KeptHistories
+from langswarm_runtime.providers._kept import KeptHistories, KeptTurns
 from langswarm_runtime.providers._openai_style import arguments_json, data_url, parse_arguments
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
@@ -51,7 +51,8 @@ Item = dict[str, Any]
 
 
 #: Translations of recent histories (see ``_kept``).
-_HISTORIES: KeptHistories[list[Item]] = KeptHistories()
+_HISTORIES: KeptHistories[tuple[list[Item], None, bool]] = KeptHistories()
+_TURNS: KeptTurns[Item, None] = KeptTurns()
 
 
 def input_items(
@@ -65,11 +66,18 @@ def input_items(
     ``history``: the request's history list, when ``messages`` starts with it. Each
     message maps to its own items, so a tool loop's history (the same list on every
     call of a turn) is translated once, kept by list object, and shared (never
-    changed) by the later calls."""
+    changed) by the later calls; and a new turn's history is put together from the
+    kept items of its turns (``KeptTurns``), translating only the newest."""
     messages = list(messages)
     n = _HISTORIES.prefix(messages, history)
     if history and n:
-        kept = _HISTORIES.get(history, system_role, lambda: _items(history, system_role))
+
+        def make() -> tuple[list[Item], None, bool]:
+            return _TURNS.translate(
+                history, system_role, lambda turn: (_items(turn, system_role), None), None
+            )
+
+        kept, _, _ = _HISTORIES.get(history, system_role, make, keep=lambda v: v[2])
         return [*kept, *_items(messages[n:], system_role)]
     return _items(messages, system_role)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from langswarm_runtime.errors import InvalidMessage, ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
-from langswarm_runtime.providers._kept import KeptHistories, KeptMessages
+from langswarm_runtime.providers._kept import KeptHistories, KeptMessages, KeptTurns
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -194,7 +194,8 @@ MISTRAL = ChatStyle(
 
 #: Wire forms of stored messages with parts, and of recent histories (see ``_kept``).
 _MESSAGES: KeptMessages[Any] = KeptMessages()
-_HISTORIES: KeptHistories[tuple[list[Wire], dict[str, int]]] = KeptHistories()
+_HISTORIES: KeptHistories[tuple[list[Wire], dict[str, int], bool]] = KeptHistories()
+_TURNS: KeptTurns[Wire, dict[str, int]] = KeptTurns()
 
 
 def _memo(message: Message, style: ChatStyle, make: Callable[[Message, ChatStyle], Any]) -> Any:
@@ -226,11 +227,17 @@ def to_messages(
     n = _HISTORIES.prefix(messages, history)
     if history and n and history[-1].role != "tool":  # its results wait for what follows
 
-        def make() -> tuple[list[Wire], dict[str, int]]:
+        def piece(messages: Sequence[Message]) -> tuple[list[Wire], dict[str, int]]:
             done: list[Wire] = []
-            return done, _translate(history, style, done, {})
+            return done, _translate(messages, style, done, {})
 
-        kept, order = _HISTORIES.get(history, style.name, make)
+        def make() -> tuple[list[Wire], dict[str, int], bool]:
+            # Turn by turn: a user message flushes the results before it and the call
+            # order is set anew by each assistant message, so the pieces add up to the
+            # whole; all but the newest turn come from the turn before's translation.
+            return _TURNS.translate(history, style.name, piece, {})
+
+        kept, order, _ = _HISTORIES.get(history, style.name, make, keep=lambda v: v[2])
         out = list(kept)
         _translate(messages[n:], style, out, dict(order))
         return out

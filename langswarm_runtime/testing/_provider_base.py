@@ -46,7 +46,7 @@ ANSWER_FAULTS = frozenset({"stream_break", "bad_event", "out_of_order", "truncat
 #: Of those, the ones that only make sense for a streamed turn.
 STREAM_ONLY_FAULTS = frozenset({"stream_break", "out_of_order", "truncated"})
 _STATUS = {"429": 429, "500": 500, "503": 503, "529": 529}
-_TIMEOUT, _SLOW = 0.5, 2.0  # the small timeout and the emulator's delay for "slow"
+_TIMEOUT, _SLOW = 1.0, 2.0  # the small timeout and the emulator's delay for "slow"
 _RETRY_AFTER = 0.4  # what the emulator asks for in retried 429s; the wait must honour it
 
 
