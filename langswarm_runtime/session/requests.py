@@ -100,9 +100,10 @@ class RequestBuilder:
                 out.append(message)
                 continue
             seq = message.seq
-            committed = message.status is MessageStatus.COMMITTED and seq is not None
             key: int | tuple[str, int] = (
-                seq if committed and seq is not None else ("step", id(message))
+                seq
+                if seq is not None and message.status is MessageStatus.COMMITTED
+                else ("step", id(message))
             )
             hit = cache.get(key)
             if hit is not None and hit[0] is message:  # the entry keeps it alive: same id

@@ -116,7 +116,7 @@ class Session(RequestBuilder, ToolCalls):
         #: Caller-run calls the committed history owes results for (None: not read yet).
         self._owed: list[ToolCall] | None = None
         self._specs: tuple[list[dict[str, Any]], list[ToolSpec]] | None = None
-        #: Committed messages as this provider receives them: seq -> (stored, sent).
+        #: Messages as this provider receives them (see RequestBuilder._wire_cache).
         self._wire_cache: dict[int | tuple[str, int], tuple[Message, Message]] = {}
         self._wire_key: tuple[Any, ...] | None = None
         #: Call ids of the round a resumed turn answers, in call order.
