@@ -43,6 +43,13 @@ and open, bytes per message, for the store and its floor, and ratios store / flo
 throughput (higher is better; issue 10's targets are >= 0.7 for PostgreSQL and Redis and
 >= 0.9 for SQLite at one process, >= 0.6 for PostgreSQL at 8), of time and of bytes
 (lower is better; fresh tail <= 1.5 PostgreSQL, <= 1.3 Redis and SQLite).
+
+For SQLite, two ceilings, measured in the same rounds: ``sql_only_throughput_ratio``, the
+store's own write transaction (``_write_turn``) called directly on its connection with
+every Python-side check and copy left out, against the floor's appends (the most the
+store's statements allow); and ``floor_query_on_store_file_tail_ratio``, the floor's own
+fresh read (3 columns, tuples) run on the store's file against the floor's (what the
+store's larger schema costs a fresh connection, before the store does anything).
 """
 
 from __future__ import annotations
@@ -140,11 +147,36 @@ async def store_side(
         await store.append_messages(fsid, messages[k : k + 100])
     open_tail = await _atimed(tails, 20, lambda: store.load_messages(sid, last=20))
     open_full = await _atimed(tails, full, lambda: store.load_messages(fsid))
+    ceilings: dict[str, Any] = {}
+    if kind.startswith("sqlite"):
+        ceilings["sql_only_appends_per_s"] = await _sql_only_appends(store, turns)
     await store.close()
     fresh_tail = await _atimed(tails, 20, lambda: _fresh_load(make, sid, 20))
     fresh_full = await _atimed(tails, full, lambda: _fresh_load(make, fsid, None))
+    if kind.startswith("sqlite"):
+        ceilings["floor_query_fresh_tail_p50_ms"] = _p50(_timed(
+            tails, 20, lambda: _sqlite_fresh(where["sqlite"], sid, 20, "messages")))
     figures = _figures(appends, fresh_tail, open_tail, fresh_full, open_full)
-    return figures | _parallel(kind, "store", where, turns, procs)
+    return figures | ceilings | _parallel(kind, "store", where, turns, procs)
+
+
+async def _sql_only_appends(store: Any, turns: int) -> float:
+    """Appends per second of the store's own write (``_write_turn``: the seq read, the
+    inserts into its table and indexes, the transaction) called directly on its
+    connection, every check and copy of the Python side left out: the most the SQLite
+    store's statements allow, on a session of their own."""
+    from langswarm_runtime.session.storage.base import message_row
+    from langswarm_runtime.session.storage.sqlite import _write_turn
+
+    sid = await _new_session(store)
+    conn = store._conn
+    total = 0.0
+    for i in range(turns):
+        params = [message_row(m) for m in _turn(i)]
+        t0 = time.perf_counter()
+        _write_turn(conn, sid, [], params)
+        total += time.perf_counter() - t0
+    return round(turns / total, 1)
 
 
 def _store_factory(kind: str, where: dict[str, Any]) -> Callable[[], Any]:
@@ -234,17 +266,21 @@ def _sqlite_appends(conn: sqlite3.Connection, sid: str, turns: int) -> list[floa
     return times
 
 
-def _sqlite_read(conn: sqlite3.Connection, sid: str, last: int | None) -> list[Any]:
-    sql = "SELECT seq, role, content FROM m WHERE session_id = ? ORDER BY seq"
+def _sqlite_read(
+    conn: sqlite3.Connection, sid: str, last: int | None, table: str = "m"
+) -> list[Any]:
+    sql = f"SELECT seq, role, content FROM {table} WHERE session_id = ? ORDER BY seq"
     if last is None:
         return conn.execute(sql, (sid,)).fetchall()
     return conn.execute(sql + " DESC LIMIT ?", (sid, last)).fetchall()
 
 
-def _sqlite_fresh(path: str, sid: str, last: int | None) -> list[Any]:
+def _sqlite_fresh(path: str, sid: str, last: int | None, table: str = "m") -> list[Any]:
+    """Open, read, close: the floor's fresh read (on the store's file with ``table``
+    ``messages``: the floor's own query on the store's schema)."""
     conn = sqlite3.connect(path)
     try:
-        return _sqlite_read(conn, sid, last)
+        return _sqlite_read(conn, sid, last, table)
     finally:
         conn.close()
 
@@ -519,14 +555,17 @@ async def _redis_size(prefix: str, messages: str) -> dict[str, Any]:
 
 # -- the run ----------------------------------------------------------------------------
 
-HIGHER = ("appends_per_s", "parallel_messages_per_s")  # of the rest, lower is better
+HIGHER = ("appends_per_s", "parallel_messages_per_s", "sql_only_appends_per_s")
+# of the rest, lower is better
+
+
+def _p50(times: list[float]) -> float:
+    return round(statistics.median(times) * 1e3, 3)
 
 
 def _figures(appends: list[float], fresh_tail: list[float], open_tail: list[float],
              fresh_full: list[float], open_full: list[float]) -> dict[str, Any]:  # fmt: skip
-    def p50(times: list[float]) -> float:
-        return round(statistics.median(times) * 1e3, 3)
-
+    p50 = _p50
     return {
         "appends_per_s": round(len(appends) / sum(appends), 1),
         "append_p50_ms": p50(appends),
@@ -560,6 +599,13 @@ async def bench(kind: str, turns: int, tails: int, full: int, procs: int, rounds
     def ratio(key: str) -> float:
         return round(float(s[key] / f[key]), 2)
 
+    ceilings = {}
+    if "sql_only_appends_per_s" in s:
+        ceilings = {
+            "sql_only_throughput_ratio": round(s["sql_only_appends_per_s"] / f["appends_per_s"], 2),
+            "floor_query_on_store_file_tail_ratio": round(
+                s["floor_query_fresh_tail_p50_ms"] / f["fresh_tail_p50_ms"], 2),
+        }  # fmt: skip
     return {
         "store": s,
         "floor": f,
@@ -570,6 +616,7 @@ async def bench(kind: str, turns: int, tails: int, full: int, procs: int, rounds
         "fresh_full_load_ratio": ratio("fresh_full_load_p50_ms"),
         "open_full_load_ratio": ratio("open_full_load_p50_ms"),
         "bytes_per_message_ratio": ratio("bytes_per_message"),
+        **ceilings,
     }
 
 
