@@ -7,14 +7,39 @@ it (``environ={"LANGSWARM_LOAD_PLUGINS": "..."}`` or ``monkeypatch.setenv``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
+
+
+class LoopTicker:
+    """Counts 10 ms ticks of the running event loop while the block runs: a test that
+    ``ticks`` kept growing shows the loop was never held up.
+    ``async with LoopTicker() as loop: ...; assert loop.ticks >= 10``."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
 
 os.environ["LANGSWARM_LOAD_PLUGINS"] = ""
 os.environ.pop("LANGSWARM_TRACE_PLUGINS", None)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import LoopTicker  # tests/conftest.py
 from pydantic import ValidationError
 
 from langswarm_runtime.errors import ConfigError, SessionNotFound, StorageError
@@ -217,21 +218,12 @@ async def test_locked_database_falls_back_without_blocking_loop(tmp_path: Path) 
     await s.create_session(_rec())
     blocker = sqlite3.connect(s.db_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    t = asyncio.create_task(ticker())
-    append = asyncio.create_task(s.append_messages("s1", _turn(1)))
-    await asyncio.sleep(0.3)
-    assert not append.done() and ticks >= 10  # waiting, and the loop kept running
-    blocker.execute("COMMIT")
-    stored = await asyncio.wait_for(append, 5)
-    t.cancel()
+    async with LoopTicker() as loop:
+        append = asyncio.create_task(s.append_messages("s1", _turn(1)))
+        await asyncio.sleep(0.3)
+        assert not append.done() and loop.ticks >= 10  # waiting; the loop kept running
+        blocker.execute("COMMIT")
+        stored = await asyncio.wait_for(append, 5)
     assert [m.seq for m in stored] == [1, 2]
     blocker.close()
     await s.close()

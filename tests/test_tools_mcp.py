@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import LoopTicker  # tests/conftest.py
 
 from langswarm_runtime import SessionManager
 from langswarm_runtime.config import build_config
@@ -304,18 +305,9 @@ async def test_open_tools_lists_a_server_without_holding_up_the_event_loop(
 ) -> None:
     path, pidfile = stdio_swarm
     runtime = Runtime.from_file(path, environ=NONE)
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    await runtime.open_tools(provider="local")
-    ticker.cancel()
-    assert ticks >= 10  # the loop ran while the server started (about a second)
+    async with LoopTicker() as loop:
+        await runtime.open_tools(provider="local")
+    assert loop.ticks >= 10  # the loop ran while the server started (about a second)
     assert len(started(pidfile)) == 1
     began = time.monotonic()
     tools = runtime.tools_for("local")  # built already: no wait
