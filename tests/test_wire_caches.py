@@ -213,3 +213,82 @@ def test_turns_holding_media_bytes_are_not_kept() -> None:
                               _openai_style.COHERE, history=history)  # fmt: skip
     assert (id(history), "cohere") not in _openai_style._HISTORIES._entries
     assert len(_openai_style._TURNS) == before + 1  # only the turn without bytes
+
+
+def _awkward_history(seed: int, turns: int) -> list[Message]:
+    """Turns whose wire forms merge across the cut before a user message: a user
+    message with no reply (the next user message joins it), a user message with
+    nothing to send (its turn's first wire message is the assistant's, joining the
+    answer before), notes between turns, a paused turn resumed by a new user message
+    that carries results, and results out of the calls' order at the join."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[Message] = []
+
+    def add(**fields: Any) -> None:
+        out.append(Message(seq=len(out) + 1, **fields))
+
+    kinds = ["plain", "unanswered", "empty", "note", "paused", "resumed", "bare"]
+    bare: list[str] = []  # calls left open by the turn before
+    for i in range(turns):
+        kind = rng.choice(kinds)
+        if kind == "note":
+            add(role=rng.choice(["system", "summary"]), content=f"note {i}")
+        if kind == "empty":
+            add(role="user", content="")
+            if bare:  # its calls merge into the open ones; all results in one message
+                add(role="assistant", parts=[ToolCall(id=f"e{i}", name="step", arguments={})])
+                add(role="tool", parts=[ToolResult(call_id=c, content=c)
+                                        for c in [f"e{i}", *reversed(bare)]])  # fmt: skip
+                bare = []
+                continue
+        else:
+            add(role="user", content=f"question {i}")
+        bare = []
+        if kind == "bare":  # calls whose results never came
+            bare = [f"b{i}x", f"b{i}y"]
+            add(role="assistant", parts=[ToolCall(id=c, name="step", arguments={}) for c in bare])
+            continue
+        if kind == "unanswered":
+            continue  # the turn failed before any reply was stored
+        if kind in ("paused", "resumed"):
+            add(role="assistant", parts=[ToolCall(id=f"p{i}b", name="step", arguments={}),
+                                         ToolCall(id=f"p{i}a", name="step", arguments={})])
+            if kind == "resumed":  # the results come with the next user message
+                add(role="user", parts=[TextPart(text="here"),
+                                        ToolResult(call_id=f"p{i}a", content="a"),
+                                        ToolResult(call_id=f"p{i}b", content="b")])
+            else:  # the results start the next piece, out of order
+                add(role="tool", parts=[ToolResult(call_id=f"p{i}a", content="a")])
+            continue
+        add(role="assistant", content=f"answer {i}")
+    return out
+
+
+def _kept_anthropic_turns() -> dict[Any, str]:
+    return {k: json.dumps(v[1]) for k, v in _anthropic_parts._TURNS._entries.items()}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_anthropic_kept_turns_join_as_a_fresh_translation(seed: int) -> None:
+    """The Anthropic adapter keeps whole turns too; at each cut it merges neighbours of
+    one role and orders the results at the join: moving windows over turns that merge
+    must send exactly what the whole list gives, and never change a kept turn."""
+    full = _awkward_history(seed, 30)
+    starts = [i for i, m in enumerate(full) if m.role == "user"]
+    sent: dict[int, Any] = {}
+    for start in starts[:-8]:
+        window = list(full[start:starts[starts.index(start) + 8]])
+        for round_ in (0, 1):
+            conversation = [*window, *_steps(window, round_)]
+            kept = _anthropic_parts.to_messages(conversation, history=window)
+            assert json.dumps(kept) == json.dumps(_anthropic_parts.to_messages(conversation))
+        before = _kept_anthropic_turns()
+        sent[start] = _anthropic_parts.to_messages([*window, *_steps(window, 0)],
+                                                   history=list(window))  # fmt: skip
+        after = _kept_anthropic_turns()
+        assert before and all(after[k] == v for k, v in before.items())  # never changed
+    # The windows' turns were kept, not made again: later windows share wire objects.
+    first, second = sent[starts[0]][1], sent[starts[1]][1]
+    assert any(a is b for a in second for b in first)

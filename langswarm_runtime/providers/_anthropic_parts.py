@@ -27,7 +27,7 @@ from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
-from langswarm_runtime.providers._kept import KeptHistories
+from langswarm_runtime.providers._kept import KeptHistories, KeptTurns
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -64,8 +64,9 @@ _UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 # ---------------------------------------------------------------------------- messages
 
 
-#: Translations of recent histories (see ``_kept``).
-_HISTORIES: KeptHistories[tuple[list[str], list[Wire]]] = KeptHistories()
+#: Translations of recent histories, and of their whole turns (see ``_kept``).
+_HISTORIES: KeptHistories[tuple[list[str], list[Wire], bool]] = KeptHistories()
+_TURNS: KeptTurns[Wire, list[str]] = KeptTurns()
 
 
 def to_messages(
@@ -86,14 +87,10 @@ def to_messages(
     n = _HISTORIES.prefix(messages, history)
     if history and n:
 
-        def make() -> tuple[list[str], list[Wire]]:
-            done_notes: list[str] = []
-            done: list[Wire] = []
-            _translate(history, done_notes, done)
-            _order_results(done, 0)
-            return done_notes, done
+        def make() -> tuple[list[str], list[Wire], bool]:
+            return _join_turns(_TURNS.pieces(history, "anthropic", _turn_piece))
 
-        kept_notes, kept = _HISTORIES.get(history, "anthropic", make)
+        kept_notes, kept, _ = _HISTORIES.get(history, "anthropic", make, keep=lambda v: v[2])
         notes, out = list(kept_notes), list(kept)
         if out:
             out[-1] = dict(out[-1])  # the turn's first message may merge into it
@@ -104,6 +101,59 @@ def to_messages(
     _translate(messages, notes, out)
     _order_results(out, 0)
     return notes, out
+
+
+def _turn_piece(messages: Sequence[Message]) -> tuple[list[Wire], list[str]]:
+    """One whole turn's wire messages and notes, translated on its own."""
+    notes: list[str] = []
+    out: list[Wire] = []
+    _translate(messages, notes, out)
+    _order_results(out, 0)
+    return out, notes
+
+
+def _join_turns(
+    pieces: list[tuple[list[Wire], list[str], bool]],
+) -> tuple[list[str], list[Wire], bool]:
+    """The whole history's ``(notes, wire, keepable)`` from its turns translated one by
+    one: what ``_translate`` and ``_order_results`` give for the whole list. A turn
+    whose first wire message has the role of the turn before's last (that turn ended on
+    the user's side, or this one's user message had nothing to send) is merged into it,
+    and the results at each join are ordered as the calls before them. Kept wire
+    messages are never changed: what a join changes is a new dict."""
+    notes: list[str] = []
+    out: list[Wire] = []
+    keepable = True
+    for wire, piece_notes, kept in pieces:
+        notes += piece_notes
+        keepable = keepable and kept
+        if not wire:
+            continue
+        join = len(out)
+        if out and out[-1]["role"] == wire[0]["role"]:
+            join -= 1  # merged: its pair with the next message may order anew too
+            content = _blocks(out[-1]["content"]) + _blocks(wire[0]["content"])
+            out[-1] = {**out[-1], "content": content}
+            out += wire[1:]
+            if len(wire) > 1:
+                _order_pair(out, join + 1)
+        else:
+            out += wire
+        if join > 0:
+            _order_pair(out, join)
+    return notes, out, keepable
+
+
+def _order_pair(messages: list[Wire], i: int) -> None:
+    """``_order_results`` for the one pair ``messages[i - 1], messages[i]``, replacing
+    ``messages[i]`` with a reordered copy (never changing it) when its order changes."""
+    before, message = messages[i - 1], messages[i]
+    if before["role"] != "assistant" or not isinstance(message["content"], list):
+        return
+    probe = [before, {**message}]
+    _order_results(probe, 0)
+    if probe[1]["content"] != message["content"]:
+        messages[i] = probe[1]
 
 
 def _translate(messages: Iterable[Message], notes: list[str], out: list[Wire]) -> None:

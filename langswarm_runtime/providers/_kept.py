@@ -129,15 +129,28 @@ class KeptTurns(Generic[W, S]):
         out: list[W] = []
         state = empty
         keepable = True
+        for wire, state, kept in self.pieces(history, style, make):
+            out += wire
+            keepable = keepable and kept
+        return out, state, keepable
+
+    def pieces(
+        self,
+        history: Sequence[Message],
+        style: str,
+        make: Callable[[Sequence[Message]], tuple[list[W], S]],
+    ) -> list[tuple[list[W], S, bool]]:
+        """Each whole turn's ``(wire, state, kept)``, oldest first, for translators
+        whose pieces are joined by a rule of their own (the Anthropic adapter merges
+        neighbours of one role across a cut)."""
+        out: list[tuple[list[W], S, bool]] = []
         start = 0
         end = len(history)
         for i in range(1, end + 1):
             if i == end or history[i].role == "user":
-                wire, state, kept = self._piece(history[start:i], style, make)
-                out += wire
-                keepable = keepable and kept
+                out.append(self._piece(history[start:i], style, make))
                 start = i
-        return out, state, keepable
+        return out
 
     def _piece(
         self,
