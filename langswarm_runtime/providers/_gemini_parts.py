@@ -38,7 +38,7 @@ from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
-from langswarm_runtime.providers._kept import KeptHistories
+from langswarm_runtime.providers._kept import KeptHistories, KeptTurns
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -140,8 +140,9 @@ def _media_source(part: ImagePart | FilePart) -> tuple[bytes | None, str | None]
 # ------------------------------------------------------------------ generateContent
 
 
-#: Translations of recent histories (see ``_kept``).
+#: Translations of recent histories, and of their whole turns (see ``_kept``).
 _HISTORIES: KeptHistories[tuple[list[str], list[Wire]]] = KeptHistories()
+_TURNS: KeptTurns[Wire, tuple[list[str], bool]] = KeptTurns()
 
 
 def to_contents(
@@ -165,12 +166,48 @@ def to_contents(
         and not history[-1].tool_calls
         and (n == len(messages) or messages[n].role != "assistant")
     ):
-        kept_notes, kept = _HISTORIES.get(history, "gemini", lambda: _contents(history))
+        kept_notes, kept = _HISTORIES.get(history, "gemini", lambda: _history_contents(history))
         notes, contents = _contents(messages[n:])
         if kept and contents and contents[0]["role"] == kept[-1]["role"]:
             return _contents(messages)  # they would merge: no shortcut
         return [*kept_notes, *notes], [*kept, *contents]
     return _contents(messages)
+
+
+def _history_contents(history: Sequence[Message]) -> tuple[list[str], list[Wire]]:
+    """``_contents(history)``, put together from its whole turns translated one by one
+    (kept from the turn before): neighbours of one role across a cut are merged into a
+    new content, kept contents are never changed. A turn that reads what came before it
+    (results before any call of its own, or a result naming no function whose call is
+    in an earlier turn) makes the whole history be translated at once."""
+    notes: list[str] = []
+    out: list[Wire] = []
+    for wire, (piece_notes, alone), _ in _TURNS.pieces(history, "gemini", _turn_piece):
+        if not alone:
+            return _contents(history)
+        notes += piece_notes
+        if wire and out and out[-1]["role"] == wire[0]["role"]:
+            out[-1] = {**out[-1], "parts": [*out[-1]["parts"], *wire[0]["parts"]]}
+            out += wire[1:]
+        else:
+            out += wire
+    return notes, out
+
+
+def _turn_piece(messages: Sequence[Message]) -> tuple[list[Wire], tuple[list[str], bool]]:
+    """One whole turn's contents, its notes, and whether it translates alone as it does
+    after the turns before it (``_ordered_results`` carries the calls' ranks and names
+    across messages)."""
+    notes, contents = _contents(messages)
+    calls: set[str] | None = None  # None until the turn's first assistant message
+    for message in messages:
+        if message.role == "assistant":
+            calls = (calls or set()) | {c.id for c in message.tool_calls}
+        elif message.role == "tool" and (
+            calls is None or any(not r.name and r.call_id not in calls for r in message.tool_results)
+        ):
+            return contents, (notes, False)
+    return contents, (notes, True)
 
 
 def _contents(messages: Iterable[Message]) -> tuple[list[str], list[Wire]]:
