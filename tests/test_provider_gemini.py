@@ -177,6 +177,47 @@ class TestGemini(ProviderConformance):
             await make_provider(extra={"not_an_option": 1}).send(make_request(backend=backend))
         assert provider_emulator.requests == []
 
+    async def test_each_call_sends_its_own_config(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        """The checked config is kept between the calls of a tool loop: a call that
+        differs in any of what makes it (system text, limits, tools, schema) must still
+        send its own, and a repeated one the same as the first time."""
+        provider = make_provider()
+        plain = make_request()
+        shaped = [
+            plain,
+            make_request(system_prompt="be brief"),
+            make_request(system_prompt="be brief", max_tokens=7, temperature=0.5),
+            make_request(),
+            make_request(),
+            make_request(),
+        ]
+        shaped[3].tools = [LOOKUP]
+        shaped[4].response_format = {"name": "Invoice", "schema": INVOICE, "strict": True}
+        shaped[5].response_format = {"name": "Invoice", "schema": {**INVOICE, "title": "B"},
+                                     "strict": True}  # fmt: skip
+        for request in [*shaped, plain]:
+            await provider.send(request)
+        bodies = [r.json for r in provider_emulator.requests]
+        system = [(b.get("systemInstruction") or {}).get("parts") for b in bodies]
+        assert system[0] is None and system[1] == system[2] == [{"text": "be brief"}]
+        assert "maxOutputTokens" not in bodies[1].get("generationConfig", {})
+        assert bodies[2]["generationConfig"]["maxOutputTokens"] == 7
+        assert [len(b.get("tools", [])) for b in bodies] == [0, 0, 0, 1, 0, 0, 0]
+        schemas = [b.get("generationConfig", {}).get("responseJsonSchema") for b in bodies]
+        assert schemas[4] == INVOICE and schemas[5]["title"] == "B"
+        assert bodies[-1] == bodies[0]  # the first call's config, kept, is the same
+
+    async def test_unknown_extra_option_fails_every_call(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        provider = make_provider(extra={"not_an_option": 1})
+        for _ in range(2):  # a refused config is never kept
+            with pytest.raises(ConfigError, match="not_an_option"):
+                await provider.send(make_request())
+        assert provider_emulator.requests == []
+
     @pytest.mark.parametrize("how", ["forget", "fault"])
     @STREAMED
     async def test_lost_interaction_is_reseeded_from_the_mirror(

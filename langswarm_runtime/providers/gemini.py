@@ -25,6 +25,7 @@ are turned off (``HttpRetryOptions(attempts=1)``) and one loop here retries both
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -74,6 +75,7 @@ from langswarm_runtime.providers.base import (
 )
 from langswarm_runtime.session.models import Message, SessionBackend
 from langswarm_runtime.session.parts import Part, TextPart
+from langswarm_runtime.tools.spec import ToolSpec
 
 __all__ = ["STATE_KEY", "GeminiConfig", "GeminiProvider"]
 
@@ -112,6 +114,8 @@ class GeminiProvider(Provider):
         self.config: GeminiConfig
         #: Longest Retry-After wait honoured between retries, in seconds.
         self.retry_after_cap = RETRY_AFTER_CAP
+        #: Checked generateContent configs, by what they are made of (see ``_checked``).
+        self._configs: dict[tuple[Any, ...], tuple[tuple[ToolSpec, ...], Any]] = {}
 
     # -- client ------------------------------------------------------------------------
     def _http_options(self) -> dict[str, Any]:
@@ -231,24 +235,46 @@ class GeminiProvider(Provider):
         notes, contents = to_contents(request.conversation(), history=request.history)
         if request.system_prompt:
             notes.insert(0, request.system_prompt)
+        checked = self._checked(request, "\n\n".join(notes) if notes else None)
+        return {"model": self._model(request), "contents": contents, "config": checked}
+
+    def _checked(self, request: ProviderRequest, system: str | None) -> Any:
+        """The request's ``GenerateContentConfig``, validated here so a bad ``extra`` is a
+        config error, not a bad answer. A tool loop asks for the same one on every call:
+        it is kept by what it is made of (the tools by object: ``ToolSpec`` is frozen;
+        the SDK works on a deep copy of it)."""
+        generation = self._generation(request)
+        response_format = request.response_format
+        key = (
+            tuple(generation.items()),
+            system,
+            tuple(map(id, request.tools)),
+            None if response_format is None else json.dumps(response_format, sort_keys=True),
+        )
+        hit = self._configs.get(key)
+        if hit is not None and all(map(operator.is_, hit[0], request.tools)):
+            return hit[1]
         config: dict[str, Any] = {
-            **self._generation(request),
+            **generation,
             # No client-side tool loop: one request, one answer.
             "automatic_function_calling": {"disable": True},
         }
-        if notes:
-            config["system_instruction"] = "\n\n".join(notes)
+        if system is not None:
+            config["system_instruction"] = system
         if request.tools:
             config["tools"] = function_declarations(request.tools)
-        if request.response_format is not None:
-            config.update(json_config(request.response_format))
+        if response_format is not None:
+            config.update(json_config(response_format))
         config.update(self.config.extra)
         types = import_sdk("google.genai.types", "gemini")
-        try:  # checked here so a bad ``extra`` is a config error, not a bad answer
+        try:
             checked = types.GenerateContentConfig.model_validate(config)
         except ValidationError as exc:
             raise self._bad_extra(exc) from None
-        return {"model": self._model(request), "contents": contents, "config": checked}
+        if len(self._configs) >= 64:
+            self._configs.clear()
+        self._configs[key] = (tuple(request.tools), checked)
+        return checked
 
     def _native_args(
         self, request: ProviderRequest, messages: list[Message], previous: str | None
