@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 import time
@@ -211,10 +212,12 @@ class MemorySessionStorage(ISessionStorage):
             entry = self._sessions.get(session_id)
             if entry is None:
                 return
-            entry.messages = [
-                _copy_message(m, status=status) if m.seq in targets else m
-                for m in entry.messages
-            ]
+            if targets:  # the messages are in seq order: only the tail from the first
+                i = _index_of_seq(entry.messages, min(targets))
+                entry.messages[i:] = [
+                    _copy_message(m, status=status) if m.seq in targets else m
+                    for m in entry.messages[i:]
+                ]
 
     async def commit_turn(
         self,
@@ -236,10 +239,11 @@ class MemorySessionStorage(ISessionStorage):
             entry = self._sessions.get(session_id)
             if entry is None:
                 raise SessionNotFound(f"session not found: {session_id}")
-            if placeholders:
-                entry.messages = [
+            if placeholders:  # pending messages are at the tail: O(turn), not O(history)
+                i = _index_of_seq(entry.messages, min(placeholders))
+                entry.messages[i:] = [
                     m
-                    for m in entry.messages
+                    for m in entry.messages[i:]
                     if m.seq not in placeholders or m.status == MessageStatus.COMMITTED
                 ]
             self._keep_blobs(session_id, messages, blobs)
@@ -272,3 +276,14 @@ class MemorySessionStorage(ISessionStorage):
 def register_storages(register: object) -> None:
     """Register the ``memory`` storage type (no options)."""
     register("memory", MemorySessionStorage)  # type: ignore[operator]
+
+
+def _index_of_seq(messages: list[Message], seq: int) -> int:
+    """The index of the first of ``messages`` (in seq order) whose seq is ``seq`` or
+    more."""
+    return bisect.bisect_left(messages, seq, key=_seq)
+
+
+def _seq(message: Message) -> int:
+    assert message.seq is not None  # stored messages always have one
+    return message.seq
