@@ -37,7 +37,7 @@ import contextvars
 import json
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -210,6 +210,27 @@ class RedisSessionStorage(ISessionStorage):
                 )
             self._schema_checked = True
 
+    async def _read(self, what: str, add: Callable[[Any], None]) -> list[Any]:
+        """The replies to the reads ``add`` puts on a pipeline, in one round trip. On the
+        instance's first use the schema marker is read in the same round trip, so a
+        fresh store's first read costs what a plain client's does; a marker other than
+        this version's goes through the full check (refused if newer, recorded if older:
+        this version reads the older layouts) before the replies are used."""
+        client = self._get_client()
+        checking = not self._schema_checked
+        pipe = client.pipeline(transaction=False)
+        if checking:
+            pipe.get(f"{self._p}schema")
+        add(pipe)
+        with self._translate(what):
+            replies: list[Any] = await pipe.execute()
+        if checking:
+            if replies.pop(0) == str(scripts.SCHEMA_VERSION):
+                self._schema_checked = True
+            else:
+                await self._check_schema(what)
+        return replies
+
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         await self._ready(_SCRIPT_CALLERS[name])
         with self._translate(_SCRIPT_CALLERS[name]):
@@ -324,9 +345,8 @@ class RedisSessionStorage(ISessionStorage):
             raise StorageError(f"session {record.session_id!r} already exists")
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
-        client = await self._ready("load_session")
-        with self._translate("load_session"):
-            row = await client.hmget(self._k_session(session_id), _RECORD_FIELDS)
+        key = self._k_session(session_id)
+        [row] = await self._read("load_session", lambda pipe: pipe.hmget(key, _RECORD_FIELDS))
         if row[0] is None:
             return None
         return _record_from(row)
@@ -480,17 +500,19 @@ class RedisSessionStorage(ISessionStorage):
         key = self._k_messages(session_id)
         low = "-inf" if after_seq is None else f"({after_seq}"
         wanted = None if statuses is None else {str(MessageStatus(s)) for s in statuses}
-        client = await self._ready("load_messages")
         if last is not None and wanted is not None:
             members = await self._run("TAIL", [key], [last, low, *sorted(wanted)])
             members.reverse()
+        elif last is not None:  # newest N straight from the sorted set: O(log n + N)
+            [members] = await self._read(
+                "load_messages",
+                lambda pipe: pipe.zrevrangebyscore(key, "+inf", low, start=0, num=last),
+            )
+            members.reverse()
         else:
-            with self._translate("load_messages"):
-                if last is not None:  # newest N straight from the sorted set: O(log n + N)
-                    members = await client.zrevrangebyscore(key, "+inf", low, start=0, num=last)
-                    members.reverse()
-                else:
-                    members = await client.zrangebyscore(key, low, "+inf")
+            [members] = await self._read(
+                "load_messages", lambda pipe: pipe.zrangebyscore(key, low, "+inf")
+            )
         result = [Message.model_validate_json(m) for m in members]
         if wanted is not None and last is None:
             result = [m for m in result if str(m.status) in wanted]

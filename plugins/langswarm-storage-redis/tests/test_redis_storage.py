@@ -199,8 +199,33 @@ async def test_prefix_of_a_newer_schema_is_refused_before_anything_is_written(
             await store.load_session("kept")
         with pytest.raises(StorageError, match=words + r".*\(not applied\)$"):
             await store.append_messages("kept", [Message(role="user", content="x")])
+        # A fresh store's first read carries the marker's read along: refused as well.
+        reads = [lambda s: s.load_session("kept"), lambda s: s.load_messages("kept", last=20),
+                 lambda s: s.load_messages("kept")]  # fmt: skip
+        for read in reads:
+            with pytest.raises(StorageError, match=words):
+                await read(storage_factory())
         assert sorted(await client.keys(key_prefix + "*")) == before
         assert await client.zcard(f"{key_prefix}messages:kept") == 0
+    finally:
+        await client.aclose()
+
+
+async def test_a_first_read_records_the_schema_of_an_older_prefix(
+    storage_factory: Callable[..., Any], redis_url: str, key_prefix: str
+) -> None:
+    """A fresh store's first read checks the marker in the same round trip; a prefix
+    without one (0.1.0 wrote none) is recorded at this version, as ``open()`` does."""
+    old = storage_factory()
+    await old.create_session(_rec("kept"))
+    await old.append_messages("kept", [Message(role="user", content="hi")])
+    await old.close()
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.delete(f"{key_prefix}schema")
+        [message] = await storage_factory().load_messages("kept", last=20)
+        assert message.content == "hi"
+        assert await client.get(f"{key_prefix}schema") == "2"
     finally:
         await client.aclose()
 
