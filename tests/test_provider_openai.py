@@ -13,7 +13,7 @@ import pytest
 from langswarm_runtime.errors import ProviderBadResponse, ProviderUnavailable
 from langswarm_runtime.providers._model_rules import signature_of
 from langswarm_runtime.providers.base import ProviderReply, ProviderRequest
-from langswarm_runtime.providers.openai import STATE_KEY
+from langswarm_runtime.providers.openai import STATE_KEY, as_is
 from langswarm_runtime.session.models import Message, SessionBackend
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -298,6 +298,55 @@ class TestOpenAI(ProviderConformance):
             {"type": "input_image", "image_url": "https://example.test/cat.jpg",
              "detail": "auto"},
         ]}  # fmt: skip
+
+    @pytest.mark.parametrize("api", ["responses", "chat_completions"])
+    async def test_sdk_transform_leaves_the_shaped_lists_as_they_are(
+        self, make_provider: Any, provider_emulator: ProviderEmulator, api: str
+    ) -> None:
+        """The adapter sends ``input`` / ``messages`` as they are (``extra_body``),
+        skipping the SDK's transform of its typed parameters: only right while that
+        transform changes nothing in them. Checked on every kind of item the
+        translators make; an SDK that starts changing one fails here."""
+        from openai._utils import maybe_transform
+        from openai.types.chat import completion_create_params
+        from openai.types.responses import response_create_params
+
+        provider = make_provider(api=api, reasoning={"effort": "low"} if api == "responses"
+                                 else None, extra={"extra_body": {"top_p": 0.5}})  # fmt: skip
+        call = ToolCall(id="call_1", name="lookup", arguments={"key": "k"})
+        other = ToolCall(id="call_2", name="lookup", arguments={"key": "j"})
+        thought = ReasoningPart(text="hm", provider="openai", model="gpt-test",
+                                data={"id": "rs_1", "encrypted_content": signature_of("hm")})
+        history = [
+            Message(role="summary", content="earlier: a cat"),
+            Message(role="user", parts=[TextPart(text="look"), ImagePart.from_bytes(
+                PNG, "image/png"), ImagePart.from_url("https://example.test/cat.jpg"),
+                FilePart.from_bytes(PDF, "application/pdf", name="a.pdf")]),
+            Message(role="assistant", parts=[thought, TextPart(text="let me see"), call,
+                                             other]),
+            Message(role="tool", parts=[ToolResult(call_id="call_1", content="v"),
+                                        ToolResult(call_id="call_2", content="x",
+                                                   is_error=True)]),
+            Message(role="assistant", content="a cat"),
+        ]  # fmt: skip
+        request = _rich_request("and now?", tools=[LOOKUP])
+        request.history = history
+        request.system_prompt = "be brief"
+        if api == "responses":
+            params = provider._hybrid(request)
+            typed = response_create_params.ResponseCreateParamsNonStreaming
+        else:
+            params = as_is(provider._options(request, chat=True),
+                           messages=provider._chat_messages(request))  # fmt: skip
+            typed = completion_create_params.CompletionCreateParamsNonStreaming
+        body = {k: v for k, v in params.items() if k != "extra_body"} | params["extra_body"]
+        key = "input" if api == "responses" else "messages"
+        assert len(body[key]) >= 6 and body["top_p"] == 0.5  # the caller's extra_body kept
+        assert maybe_transform(body, typed) == body
+        # And on the wire: the lists as shaped, the caller's extra_body beside them.
+        await provider.send(request)
+        sent = provider_emulator.requests[-1].json
+        assert sent["top_p"] == 0.5 and sent[key][-1]["content"] == "and now?"
 
     async def test_structured_output_goes_as_text_format(
         self, make_provider: Any, provider_emulator: ProviderEmulator
