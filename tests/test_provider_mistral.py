@@ -463,3 +463,76 @@ class TestMistral(ProviderConformance):
         bad = Message(role="assistant", parts=[forged, text])
         with pytest.raises(ProviderBadResponse, match="signature"):
             await provider.send(rich_request(Message(role="user", content="m"), turn=[user, bad]))
+
+
+def _every_kind_of_message() -> list[dict[str, Any]]:
+    """The chat translator's wire dicts for every kind of message it makes."""
+    from langswarm_runtime.providers._mistral_parts import chat_arguments
+
+    call = ToolCall(id="abcdefghi", name="weather", arguments={"city": "Oslo"})
+    thought = ReasoningPart(text="hm", provider="mistral", model="mistral-test",
+                            data={"signature": "s1"})
+    conversation = [
+        Message(role="summary", content="earlier: a cat"),
+        Message(role="user", content="hello"),
+        Message(role="user", parts=[TextPart(text="look"), ImagePart.from_bytes(PNG, "image/png"),
+                                    FilePart.from_bytes(PDF, "application/pdf", name="a.pdf")]),
+        Message(role="assistant", parts=[thought, TextPart(text="let me see"), call]),
+        Message(role="tool", parts=[ToolResult(call_id="abcdefghi", content="sunny",
+                                               name="weather")]),
+        Message(role="assistant", content="sunny in Oslo"),
+    ]  # fmt: skip
+    messages: list[dict[str, Any]] = chat_arguments("be brief", conversation, [WEATHER], None)[
+        "messages"
+    ]
+    return messages
+
+
+def test_typed_messages_are_what_the_sdk_makes_of_the_dicts() -> None:
+    """The adapter hands the SDK its own message models, made from the wire dicts with
+    the SDK's own type: they must equal what the SDK makes of the dicts itself, for
+    every kind of message (and serialize to the same JSON)."""
+    from mistralai.client import models
+    from mistralai.client.utils.serializers import get_pydantic_model
+
+    from langswarm_runtime.providers.mistral import typed_messages
+
+    messages = _every_kind_of_message()
+    assert {m["role"] for m in messages} == {"system", "user", "assistant", "tool"}
+    ours = typed_messages(messages)
+    sdk = get_pydantic_model(messages, list[models.ChatCompletionRequestMessage])
+    assert ours == sdk
+    dump = [m.model_dump(by_alias=True, mode="json") for m in ours]
+    assert dump == [m.model_dump(by_alias=True, mode="json") for m in sdk]
+
+
+def test_typed_messages_are_made_once_per_kept_dict_and_never_for_media() -> None:
+    from langswarm_runtime.providers import mistral
+
+    messages = _every_kind_of_message()
+    first, again = mistral.typed_messages(messages), mistral.typed_messages(messages)
+    media = [i for i, m in enumerate(messages) if isinstance(m["content"], list)
+             and any(c.get("type") == "image_url" for c in m["content"])]  # fmt: skip
+    assert len(media) == 1
+    for i, (a, b) in enumerate(zip(first, again, strict=True)):
+        assert (a is b) == (i not in media)  # the same dict: the same model, but media
+    assert all(mistral._TYPED[id(m)][0] is m for i, m in enumerate(messages) if i not in media)
+    copy = dict(messages[1])
+    assert mistral.typed_messages([copy])[0] is not first[1]  # another dict: made anew
+
+
+async def test_a_message_the_sdk_type_refuses_is_a_provider_error(
+    provider_emulator: ProviderEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langswarm_runtime.errors import ProviderError
+    from langswarm_runtime.providers import mistral
+
+    def bad(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"messages": [{"role": "user", "content": 5}]}
+
+    monkeypatch.setattr(mistral, "chat_arguments", bad)
+    provider = MistralProvider(mistral.MistralConfig(
+        model="mistral-test", api_key="test-key", base_url=provider_emulator.url("mistral")))
+    with pytest.raises(ProviderError, match="did not fit the SDK's message type") as caught:
+        await provider.send(make_request())
+    assert caught.value.__cause__ is None and provider_emulator.requests == []
