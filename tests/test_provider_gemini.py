@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from langswarm_runtime import SessionBackend
 from langswarm_runtime.errors import ConfigError, ProviderAuthError, ProviderBadResponse
 from langswarm_runtime.providers._gemini_parts import SYNTHETIC_PREFIX
-from langswarm_runtime.providers._model_rules import reasoning_for
+from langswarm_runtime.providers._model_rules import reasoning_for, signature_of
 from langswarm_runtime.providers.gemini import STATE_KEY, GeminiConfig, GeminiProvider
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
@@ -208,6 +208,65 @@ class TestGemini(ProviderConformance):
         schemas = [b.get("generationConfig", {}).get("responseJsonSchema") for b in bodies]
         assert schemas[4] == INVOICE and schemas[5]["title"] == "B"
         assert bodies[-1] == bodies[0]  # the first call's config, kept, is the same
+
+    async def test_contents_sent_as_is_are_what_the_sdk_sends(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        """The adapter puts the contents in the body itself (``rest_contents``, through
+        ``http_options.extra_body``): they must be exactly what the SDK's own conversion
+        sends for the same contents, for every kind of part the translator makes."""
+        from langswarm_runtime.providers._gemini_parts import rest_contents, to_contents
+
+        def signed(key: str) -> dict[str, Any]:  # the signature the emulator checks
+            return {"thought_signature": _b64(signature_of(key))}
+
+        args = {"some_key": {"nested_key": [1]}}
+        call_key = "call lookup " + json.dumps(args, sort_keys=True, separators=(",", ":"))
+        conversation = [
+            Message(role="summary", content="earlier: a cat"),
+            Message(role="user", parts=[
+                TextPart(text="look"), ImagePart.from_bytes(PNG, "image/png"),
+                ImagePart.from_url("https://example.test/cat.jpg"),
+                FilePart.from_bytes(b"%PDF-1.4", "application/pdf", name="a.pdf")]),
+            Message(role="assistant", parts=[
+                ReasoningPart(text="hm", provider="gemini", model=self.model, data=signed("hm")),
+                ReasoningPart(text="", provider="gemini", model=self.model,
+                              data={**signed(call_key), "on": "function_call"}),
+                ToolCall(id="c1", name="lookup", arguments=args),
+                ToolCall(id=f"{SYNTHETIC_PREFIX}x", name="lookup", arguments={})]),
+            Message(role="tool", parts=[
+                ToolResult(call_id="c1", name="lookup", content="v"),
+                ToolResult(call_id=f"{SYNTHETIC_PREFIX}x", name="lookup", content="no",
+                           is_error=True)]),
+            Message(role="assistant", parts=[
+                ReasoningPart(text="", provider="gemini", model=self.model,
+                              data={**signed("a cat"), "on": "text"}),
+                TextPart(text="a cat")]),
+            Message(role="user", content="and now?"),
+        ]  # fmt: skip
+        _, contents = to_contents(conversation)
+        kinds = {k for c in contents for p in c["parts"] for k in p}
+        assert kinds >= {"text", "thought", "thought_signature", "inline_data", "file_data",
+                         "function_call", "function_response"}  # fmt: skip
+        provider = make_provider()
+        client = provider.client()
+        await client.aio.models.generate_content(model=self.model, contents=contents)
+        sdk = provider_emulator.requests[-1].json["contents"]
+        assert rest_contents(contents) == sdk
+        # And through the adapter, from the messages, on the wire:
+        request = make_request("and now?", history=conversation[:-1])
+        await provider.send(request)
+        assert provider_emulator.requests[-1].json["contents"] == sdk
+
+    async def test_a_callers_own_extra_body_goes_along(
+        self, make_provider: Any, provider_emulator: ProviderEmulator
+    ) -> None:
+        extra = {"http_options": {"extra_body": {"generationConfig": {"topK": 3}}}}
+        await make_provider(extra=extra).send(make_request("hello", history=HISTORY))
+        body = provider_emulator.requests[-1].json
+        assert body["generationConfig"]["topK"] == 3
+        assert [content_text(c["parts"]) for c in body["contents"]][-1] == "hello"
+        assert len(body["contents"]) == len(HISTORY) + 1
 
     async def test_unknown_extra_option_fails_every_call(
         self, make_provider: Any, provider_emulator: ProviderEmulator
@@ -513,3 +572,15 @@ def test_streamed_thought_pieces_join_until_signed() -> None:
                       data={"thought_signature": _b64("s")}),
         TextPart(text="xy"),
     ]  # fmt: skip
+
+
+def test_rest_forms_are_kept_by_content_object_but_not_for_media() -> None:
+    from langswarm_runtime.providers import _gemini_parts as parts
+
+    with_image = Message(role="user", parts=[TextPart(text="look"),
+                                             ImagePart.from_bytes(PNG, "image/png")])
+    _, contents = parts.to_contents([*HISTORY, with_image])
+    first, again = parts.rest_contents(contents), parts.rest_contents(contents)
+    assert [a is b for a, b in zip(first, again, strict=True)] == [
+        "inline_data" not in str(c) for c in contents]
+    assert parts.rest_contents([dict(contents[0])])[0] is not first[0]  # another object

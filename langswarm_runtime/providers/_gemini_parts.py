@@ -62,6 +62,7 @@ __all__ = [
     "json_config",
     "parts_from_candidate",
     "parts_from_steps",
+    "rest_contents",
     "synthetic_id",
     "to_contents",
     "to_steps",
@@ -227,6 +228,58 @@ def _contents(messages: Iterable[Message]) -> tuple[list[str], list[Wire]]:
         else:
             contents.append({"role": role, "parts": parts})
     return notes, contents
+
+
+#: The REST names of the part fields ``_contents`` writes, as the SDK's own conversion
+#: writes them (the fields inside them go as they are).
+_REST_FIELDS = {
+    "inline_data": "inlineData",
+    "file_data": "fileData",
+    "function_call": "functionCall",
+    "function_response": "functionResponse",
+    _SIGNATURE: "thoughtSignature",
+}
+#: REST forms of contents, by content object (see ``rest_contents``).
+_RESTED: dict[int, tuple[Wire, Wire]] = {}
+_RESTED_SIZE = 4096
+
+
+def rest_contents(contents: Sequence[Wire]) -> list[Wire]:
+    """``contents`` (from ``to_contents``) in the REST API's own JSON, as the SDK's
+    conversion makes it: part fields in camelCase, bytes as URL-safe base64. Sent as
+    they are, they spare the SDK validating every content into its types and converting
+    it back on each call (7-8 ms for 50 messages). The kept contents are the same
+    objects on every later call and turn, so each one's REST form is kept by object;
+    contents holding media bytes are converted each time."""
+    out: list[Wire] = []
+    for content in contents:
+        hit = _RESTED.get(id(content))
+        if hit is not None and hit[0] is content:
+            out.append(hit[1])
+            continue
+        parts = content["parts"]
+        rest = {
+            "parts": [{_REST_FIELDS.get(k, k): _rest_value(v) for k, v in p.items()}
+                      for p in parts],
+            "role": content["role"],
+        }  # fmt: skip
+        out.append(rest)
+        if any("inline_data" in p for p in parts):
+            continue
+        if len(_RESTED) >= _RESTED_SIZE:
+            _RESTED.clear()
+        _RESTED[id(content)] = (content, rest)
+    return out
+
+
+def _rest_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.urlsafe_b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _rest_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rest_value(v) for v in value]
+    return value
 
 
 def _user_parts(message: Message) -> list[Wire]:

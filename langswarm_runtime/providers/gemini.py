@@ -64,6 +64,7 @@ from langswarm_runtime.providers._gemini_parts import (
     json_config,
     parts_from_candidate,
     parts_from_steps,
+    rest_contents,
     to_contents,
     to_steps,
 )
@@ -85,6 +86,8 @@ _VERSION = re.compile(r"/(v\d+[a-z0-9]*)$")
 _END = object()
 #: How Interactions stream events are ordered (see ``StreamOrder``); the rest are BODY.
 #: Interaction statuses of a finished reply (``requires_action``: it asks for tools).
+#: What the SDK is given as ``contents`` when the body carries them (see _hybrid_args).
+_STAND_IN = [{"role": "user", "parts": [{"text": "-"}]}]
 _DONE = frozenset({"completed", "requires_action", None})
 _INTERACTION_PHASES = {"interaction.created": Phase.OPEN, "interaction.completed": Phase.END}
 T = TypeVar("T")
@@ -236,7 +239,21 @@ class GeminiProvider(Provider):
         if request.system_prompt:
             notes.insert(0, request.system_prompt)
         checked = self._checked(request, "\n\n".join(notes) if notes else None)
-        return {"model": self._model(request), "contents": contents, "config": checked}
+        model = self._model(request)
+        if not contents:
+            return {"model": model, "contents": contents, "config": checked}
+        # The contents go in the body as they are (``rest_contents``); the SDK is given a
+        # stand-in that the body replaces.
+        rest = rest_contents(contents)
+        options = checked.http_options
+        if options is None:
+            types = import_sdk("google.genai.types", "gemini")
+            options = types.HttpOptions(extra_body={"contents": rest})
+        else:  # an ``http_options`` of the caller's own, in ``extra``
+            body = {**(options.extra_body or {}), "contents": rest}
+            options = options.model_copy(update={"extra_body": body})
+        config = checked.model_copy(update={"http_options": options})
+        return {"model": model, "contents": _STAND_IN, "config": config}
 
     def _checked(self, request: ProviderRequest, system: str | None) -> Any:
         """The request's ``GenerateContentConfig``, validated here so a bad ``extra`` is a
