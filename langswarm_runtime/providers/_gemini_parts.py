@@ -239,8 +239,16 @@ _REST_FIELDS = {
     "function_response": "functionResponse",
     _SIGNATURE: "thoughtSignature",
 }
+class _Sent(dict[str, Any]):
+    """A REST content: never changed once made, so a deep copy shares it (the SDK deep-
+    copies the config that carries the body on every call)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Sent:
+        return self
+
+
 #: REST forms of contents, by content object (see ``rest_contents``).
-_RESTED: dict[int, tuple[Wire, Wire]] = {}
+_RESTED: dict[int, tuple[Wire, _Sent]] = {}
 _RESTED_SIZE = 4096
 
 
@@ -258,11 +266,11 @@ def rest_contents(contents: Sequence[Wire]) -> list[Wire]:
             out.append(hit[1])
             continue
         parts = content["parts"]
-        rest = {
-            "parts": [{_REST_FIELDS.get(k, k): _rest_value(v) for k, v in p.items()}
-                      for p in parts],
-            "role": content["role"],
-        }  # fmt: skip
+        rest = _Sent(
+            parts=[{_REST_FIELDS.get(k, k): _rest_value(v) for k, v in p.items()}
+                   for p in parts],
+            role=content["role"],
+        )  # fmt: skip
         out.append(rest)
         if any("inline_data" in p for p in parts):
             continue
