@@ -343,6 +343,11 @@ class TestOpenAI(ProviderConformance):
         key = "input" if api == "responses" else "messages"
         assert len(body[key]) >= 6 and body["top_p"] == 0.5  # the caller's extra_body kept
         assert maybe_transform(body, typed) == body
+        if api == "responses":  # the same items seed a native conversation
+            from openai.types.conversations import conversation_create_params
+
+            seed = {"items": body["input"]}
+            assert maybe_transform(seed, conversation_create_params.ConversationCreateParams) == seed
         # And on the wire: the lists as shaped, the caller's extra_body beside them.
         await provider.send(request)
         sent = provider_emulator.requests[-1].json

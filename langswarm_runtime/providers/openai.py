@@ -280,11 +280,11 @@ class OpenAIProvider(Provider):
         the running turn's earlier steps (the new message goes with the turn's call)."""
         history = await request.load_history() if request.load_history else []
         items = self._items(request.system_prompt, [*history, *request.turn])
-        conv = await client.conversations.create(items=items[:_SEED_BATCH])
+        # The items go as they are, as the hybrid input does (see ``as_is``).
+        conv = await client.conversations.create(**as_is({}, items=items[:_SEED_BATCH]))
         for start in range(_SEED_BATCH, len(items), _SEED_BATCH):
-            await client.conversations.items.create(
-                conv.id, items=items[start : start + _SEED_BATCH]
-            )
+            batch = items[start : start + _SEED_BATCH]
+            await client.conversations.items.create(conv.id, items=(), **as_is({}, items=batch))
         return str(conv.id)
 
     async def _native_create(self, request: ProviderRequest, **kw: Any) -> tuple[Any, str]:
