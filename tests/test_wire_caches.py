@@ -78,6 +78,8 @@ TRANSLATIONS: dict[str, Callable[[list[Message], list[Message] | None], Any]] = 
     ),
     "anthropic": lambda m, h: _anthropic_parts.to_messages(m, history=h),
     "gemini": lambda m, h: _gemini_parts.to_contents(m, history=h),
+    # What the Gemini adapter sends: the same contents in the REST API's own JSON.
+    "gemini_rest": lambda m, h: _gemini_parts.to_contents(m, history=h, rest=True),
     "openai_responses": lambda m, h: _openai_parts.input_items(
         m, system_role="developer", history=h
     ),
@@ -298,7 +300,7 @@ def test_kept_turns_join_as_a_fresh_translation(adapter: str, seed: int) -> None
         assert any(a is b for one, two in itertools.pairwise(sent) for a in two for b in one)
 
 
-@pytest.mark.parametrize("adapter", ["anthropic", "gemini"])
+@pytest.mark.parametrize("adapter", ["anthropic", "gemini", "gemini_rest"])
 def test_a_new_turns_history_reuses_the_kept_turns_across_merges(adapter: str) -> None:
     """As the chat-style adapters do: of the 4 turns a new window shares with the one
     before, the wire forms sent are the very objects made before (all but the newest

@@ -141,13 +141,17 @@ def _media_source(part: ImagePart | FilePart) -> tuple[bytes | None, str | None]
 # ------------------------------------------------------------------ generateContent
 
 
-#: Translations of recent histories, and of their whole turns (see ``_kept``).
-_HISTORIES: KeptHistories[tuple[list[str], list[Wire]]] = KeptHistories()
+#: Translations of recent histories (notes, contents, their REST form), and of their
+#: whole turns (see ``_kept``).
+_HISTORIES: KeptHistories[tuple[list[str], list[Wire], list[Wire]]] = KeptHistories()
 _TURNS: KeptTurns[Wire, tuple[list[str], bool]] = KeptTurns()
 
 
 def to_contents(
-    messages: Iterable[Message], *, history: Sequence[Message] | None = None
+    messages: Iterable[Message],
+    *,
+    history: Sequence[Message] | None = None,
+    rest: bool = False,
 ) -> tuple[list[str], list[Wire]]:
     """``(system notes, contents)`` for generateContent, oldest first. Stored system
     messages and summaries become notes for ``system_instruction``; consecutive
@@ -157,7 +161,10 @@ def to_contents(
     loop sends the same list on every call of a turn: when it ends with a finished
     turn (an answer without calls, so nothing after it merges into it or refers back
     to it), its translation is kept (by list object) and only the turn's messages are
-    translated on the later calls. The kept contents are shared, never changed."""
+    translated on the later calls. The kept contents are shared, never changed.
+
+    ``rest``: the contents in the REST API's own JSON (``rest_contents``); a kept
+    history's REST form is kept with it."""
     messages = list(messages)
     n = _HISTORIES.prefix(messages, history)
     if (
@@ -167,12 +174,24 @@ def to_contents(
         and not history[-1].tool_calls
         and (n == len(messages) or messages[n].role != "assistant")
     ):
-        kept_notes, kept = _HISTORIES.get(history, "gemini", lambda: _history_contents(history))
+        kept_notes, kept, kept_rest = _HISTORIES.get(history, "gemini", lambda: _kept(history))
         notes, contents = _contents(messages[n:])
         if kept and contents and contents[0]["role"] == kept[-1]["role"]:
-            return _contents(messages)  # they would merge: no shortcut
+            return _whole(messages, rest)  # they would merge: no shortcut
+        if rest:
+            return [*kept_notes, *notes], [*kept_rest, *rest_contents(contents)]
         return [*kept_notes, *notes], [*kept, *contents]
-    return _contents(messages)
+    return _whole(messages, rest)
+
+
+def _kept(history: Sequence[Message]) -> tuple[list[str], list[Wire], list[Wire]]:
+    notes, contents = _history_contents(history)
+    return notes, contents, rest_contents(contents)
+
+
+def _whole(messages: Iterable[Message], rest: bool) -> tuple[list[str], list[Wire]]:
+    notes, contents = _contents(messages)
+    return notes, rest_contents(contents) if rest else contents
 
 
 def _history_contents(history: Sequence[Message]) -> tuple[list[str], list[Wire]]:

@@ -64,7 +64,6 @@ from langswarm_runtime.providers._gemini_parts import (
     json_config,
     parts_from_candidate,
     parts_from_steps,
-    rest_contents,
     to_contents,
     to_steps,
 )
@@ -235,22 +234,22 @@ class GeminiProvider(Provider):
         return model
 
     def _hybrid_args(self, request: ProviderRequest) -> dict[str, Any]:
-        notes, contents = to_contents(request.conversation(), history=request.history)
+        notes, contents = to_contents(request.conversation(), history=request.history,
+                                      rest=True)  # fmt: skip
         if request.system_prompt:
             notes.insert(0, request.system_prompt)
         checked = self._checked(request, "\n\n".join(notes) if notes else None)
         model = self._model(request)
         if not contents:
             return {"model": model, "contents": contents, "config": checked}
-        # The contents go in the body as they are (``rest_contents``); the SDK is given a
-        # stand-in that the body replaces.
-        rest = rest_contents(contents)
+        # The contents, in the REST API's JSON (``rest_contents``), go in the body as they
+        # are; the SDK is given a stand-in that the body replaces.
         options = checked.http_options
         if options is None:
             types = import_sdk("google.genai.types", "gemini")
-            options = types.HttpOptions(extra_body={"contents": rest})
+            options = types.HttpOptions(extra_body={"contents": contents})
         else:  # an ``http_options`` of the caller's own, in ``extra``
-            body = {**(options.extra_body or {}), "contents": rest}
+            body = {**(options.extra_body or {}), "contents": contents}
             options = options.model_copy(update={"extra_body": body})
         config = checked.model_copy(update={"http_options": options})
         return {"model": model, "contents": _STAND_IN, "config": config}
