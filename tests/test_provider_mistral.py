@@ -516,7 +516,8 @@ def test_typed_messages_are_made_once_per_kept_dict_and_never_for_media() -> Non
     assert len(media) == 1
     for i, (a, b) in enumerate(zip(first, again, strict=True)):
         assert (a is b) == (i not in media)  # the same dict: the same model, but media
-    assert all(mistral._TYPED[id(m)][0] is m for i, m in enumerate(messages) if i not in media)
+    assert all(m in mistral._TYPED for i, m in enumerate(messages) if i not in media)
+    assert not any(m in mistral._TYPED for i, m in enumerate(messages) if i in media)
     copy = dict(messages[1])
     assert mistral.typed_messages([copy])[0] is not first[1]  # another dict: made anew
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from langswarm_runtime.errors import ProviderBadResponse
 from langswarm_runtime.providers._common import SUMMARY_PREFIX
-from langswarm_runtime.providers._kept import KeptHistories, KeptTurns
+from langswarm_runtime.providers._kept import KeptForms, KeptHistories, KeptTurns
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import (
     FilePart,
@@ -267,8 +267,7 @@ class _Sent(dict[str, Any]):
 
 
 #: REST forms of contents, by content object (see ``rest_contents``).
-_RESTED: dict[int, tuple[Wire, _Sent]] = {}
-_RESTED_SIZE = 4096
+_RESTED: KeptForms[Wire, Wire] = KeptForms()
 
 
 def rest_contents(contents: Sequence[Wire]) -> list[Wire]:
@@ -278,25 +277,19 @@ def rest_contents(contents: Sequence[Wire]) -> list[Wire]:
     it back on each call (7-8 ms for 50 messages). The kept contents are the same
     objects on every later call and turn, so each one's REST form is kept by object;
     contents holding media bytes are converted each time."""
-    out: list[Wire] = []
-    for content in contents:
-        hit = _RESTED.get(id(content))
-        if hit is not None and hit[0] is content:
-            out.append(hit[1])
-            continue
-        parts = content["parts"]
-        rest = _Sent(
-            parts=[{_REST_FIELDS.get(k, k): _rest_value(v) for k, v in p.items()}
-                   for p in parts],
-            role=content["role"],
-        )  # fmt: skip
-        out.append(rest)
-        if any("inline_data" in p for p in parts):
-            continue
-        if len(_RESTED) >= _RESTED_SIZE:
-            _RESTED.clear()
-        _RESTED[id(content)] = (content, rest)
-    return out
+    return [_RESTED.get(content, _rest_content, _without_media) for content in contents]
+
+
+def _rest_content(content: Wire) -> Wire:
+    return _Sent(
+        parts=[{_REST_FIELDS.get(k, k): _rest_value(v) for k, v in p.items()}
+               for p in content["parts"]],
+        role=content["role"],
+    )  # fmt: skip
+
+
+def _without_media(content: Wire) -> bool:
+    return not any("inline_data" in p for p in content["parts"])
 
 
 def _rest_value(value: Any) -> Any:

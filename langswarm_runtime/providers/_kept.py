@@ -21,9 +21,10 @@ from typing import Generic, TypeVar
 from langswarm_runtime.session.models import Message
 from langswarm_runtime.session.parts import FilePart, ImagePart
 
-__all__ = ["KeptHistories", "KeptMessages", "KeptTurns", "holds_bytes"]
+__all__ = ["KeptForms", "KeptHistories", "KeptMessages", "KeptTurns", "holds_bytes"]
 
 T = TypeVar("T")
+K = TypeVar("K")
 W = TypeVar("W")
 S = TypeVar("S")
 
@@ -173,3 +174,30 @@ class KeptTurns(Generic[W, S]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class KeptForms(Generic[K, T]):
+    """Another form of wire objects the translators keep (the SDK's own message models,
+    the REST API's JSON), by object: a kept wire object is sent again, the same object,
+    by every later call and turn, and never changed, so its other form is made once."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: dict[int, tuple[K, T]] = {}
+
+    def get(self, wire: K, make: Callable[[K], T], keep: Callable[[K], bool]) -> T:
+        """``make(wire)``, kept for ``wire`` when ``keep(wire)`` (not for media bytes)."""
+        hit = self._entries.get(id(wire))
+        if hit is not None and hit[0] is wire:  # the entry keeps it alive: same id
+            return hit[1]
+        value = make(wire)
+        if keep(wire):
+            if len(self._entries) >= self._size:
+                self._entries.clear()
+            self._entries[id(wire)] = (wire, value)
+        return value
+
+    def __contains__(self, wire: object) -> bool:
+        hit = self._entries.get(id(wire))
+        return hit is not None and hit[0] is wire
+

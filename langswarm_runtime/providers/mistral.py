@@ -52,6 +52,7 @@ from langswarm_runtime.providers._common import (
     with_retries,
     without_version_suffix,
 )
+from langswarm_runtime.providers._kept import KeptForms
 from langswarm_runtime.providers._mistral_parts import (
     CALL_ID_PATTERN,
     append_inputs,
@@ -101,8 +102,7 @@ T = TypeVar("T")
 #: The SDK's typed messages made from wire dicts, by dict object: the chat translator
 #: keeps each whole turn's dicts and sends the same objects on every later call and turn
 #: (never changing them), so each message is made once.
-_TYPED: dict[int, tuple[dict[str, Any], Any]] = {}
-_TYPED_SIZE = 4096
+_TYPED: KeptForms[dict[str, Any], Any] = KeptForms()
 _MEDIA_CHUNKS = frozenset({"image_url", "document_url"})
 
 
@@ -112,24 +112,15 @@ def typed_messages(messages: list[dict[str, Any]]) -> list[Any]:
     coerces every message against its unions on each call (about 12 ms for 50
     messages); validated here with the same type, each message costs about 20 us once.
     Messages holding media are made each time (keeping them would keep their bytes)."""
-    adapter = _message_adapter()
-    out: list[Any] = []
-    for message in messages:
-        hit = _TYPED.get(id(message))
-        if hit is not None and hit[0] is message:
-            out.append(hit[1])
-            continue
-        typed = adapter.validate_python(message)
-        out.append(typed)
-        content = message.get("content")
-        if isinstance(content, list) and any(
-            isinstance(c, dict) and c.get("type") in _MEDIA_CHUNKS for c in content
-        ):
-            continue
-        if len(_TYPED) >= _TYPED_SIZE:
-            _TYPED.clear()
-        _TYPED[id(message)] = (message, typed)
-    return out
+    make = _message_adapter().validate_python
+    return [_TYPED.get(message, make, _without_media) for message in messages]
+
+
+def _without_media(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return not isinstance(content, list) or not any(
+        isinstance(c, dict) and c.get("type") in _MEDIA_CHUNKS for c in content
+    )
 
 
 _ADAPTER: list[Any] = []
