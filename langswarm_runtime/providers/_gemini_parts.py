@@ -258,6 +258,8 @@ _REST_FIELDS = {
     "function_response": "functionResponse",
     _SIGNATURE: "thoughtSignature",
 }
+
+
 class _Sent(dict[str, Any]):
     """A REST content: never changed once made, so a deep copy shares it (the SDK deep-
     copies the config that carries the body on every call)."""

@@ -83,10 +83,10 @@ __all__ = ["STATE_KEY", "GeminiConfig", "GeminiProvider"]
 STATE_KEY = "gemini_interaction_id"
 _VERSION = re.compile(r"/(v\d+[a-z0-9]*)$")
 _END = object()
-#: How Interactions stream events are ordered (see ``StreamOrder``); the rest are BODY.
-#: Interaction statuses of a finished reply (``requires_action``: it asks for tools).
 #: What the SDK is given as ``contents`` when the body carries them (see _hybrid_args).
 _STAND_IN = [{"role": "user", "parts": [{"text": "-"}]}]
+#: How Interactions stream events are ordered (see ``StreamOrder``); the rest are BODY.
+#: Interaction statuses of a finished reply (``requires_action``: it asks for tools).
 _DONE = frozenset({"completed", "requires_action", None})
 _INTERACTION_PHASES = {"interaction.created": Phase.OPEN, "interaction.completed": Phase.END}
 T = TypeVar("T")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -98,7 +99,6 @@ _CONVERSATION_PHASES = {
 T = TypeVar("T")
 
 
-
 #: The SDK's typed messages made from wire dicts, by dict object: the chat translator
 #: keeps each whole turn's dicts and sends the same objects on every later call and turn
 #: (never changing them), so each message is made once.
@@ -123,16 +123,14 @@ def _without_media(message: dict[str, Any]) -> bool:
     )
 
 
-_ADAPTER: list[Any] = []
-
-
+@cache
 def _message_adapter() -> Any:
-    if not _ADAPTER:
-        from pydantic import TypeAdapter
+    """The SDK's message type as a validator, made on first use (SDK imported then)."""
+    from pydantic import TypeAdapter
 
-        models = import_sdk("mistralai.client.models", "mistral")
-        _ADAPTER.append(TypeAdapter(models.ChatCompletionRequestMessage))
-    return _ADAPTER[0]
+    models = import_sdk("mistralai.client.models", "mistral")
+    return TypeAdapter(models.ChatCompletionRequestMessage)
+
 
 class MistralConfig(ProviderConfig):
     """Options of a ``mistral`` provider entry.

@@ -80,7 +80,6 @@ STATE_KEY = "openai_conversation_id"
 _SEED_BATCH = 20
 
 
-
 def as_is(params: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """``params`` with ``fields`` sent in the body as they are (the SDK's ``extra_body``;
     one the options already hold is kept, its keys winning). The SDK's transform of its
@@ -91,6 +90,7 @@ def as_is(params: dict[str, Any], **fields: Any) -> dict[str, Any]:
     are, so an SDK that starts changing them is noticed)."""
     extra = params.get("extra_body") or {}
     return {**params, "extra_body": {**fields, **extra}}
+
 
 class OpenAIConfig(ProviderConfig):
     """Options of an ``openai`` provider entry.
